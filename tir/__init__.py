@@ -1,0 +1,3 @@
+"""tir: text-to-image person re-identification toolkit."""
+
+__version__ = "0.1.0"

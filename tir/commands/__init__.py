@@ -1,0 +1,1 @@
+"""Thin Click commands: each parses options, calls one stage function and reports."""

@@ -1,0 +1,1 @@
+"""Captions to scene graphs to mask plans; noisy-correspondence indices."""

@@ -1,0 +1,203 @@
+"""The artifact store: atomic writes, provenance in Parquet metadata, freshness checks.
+
+Every artifact carries, under the schema-metadata key ``tir``, a JSON object::
+
+    {"tir_version": ..., "stage": ..., "options": {...}, "inputs": {name: fingerprint}, "created": ...}
+
+A fingerprint is ``{"path", "size", "mtime_ns", "sha256"}`` (the hash only for files up to
+``HASH_LIMIT`` bytes). An output is *fresh* when it exists, was made by the same stage, tir
+version and options, and every input still matches its fingerprint (same size and mtime, or
+same content hash when the mtime moved but the bytes did not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tir import __version__
+from tir.errors import StaleArtifactError, UserError
+
+METADATA_KEY = b"tir"
+HASH_LIMIT = 512 * 1024 * 1024  # hash content of inputs up to 512 MiB; above that size+mtime only
+
+
+# ----------------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+# ----------------------------------------------------------------------------- fingerprints
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """Size, mtime and (for files up to HASH_LIMIT) the SHA-256 of ``path``."""
+    p = Path(path)
+    stat = p.stat()
+    return {
+        "path": str(p.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "sha256": _sha256(p) if stat.st_size <= HASH_LIMIT else None,
+    }
+
+
+def fingerprint_matches(recorded: Mapping[str, Any], path: str | os.PathLike) -> bool:
+    """True when ``path`` still has the content that ``recorded`` describes."""
+    p = Path(path)
+    if not p.exists():
+        return False
+    stat = p.stat()
+    if stat.st_size != recorded.get("size"):
+        return False
+    if stat.st_mtime_ns == recorded.get("mtime_ns"):
+        return True
+    expected = recorded.get("sha256")
+    return expected is not None and stat.st_size <= HASH_LIMIT and _sha256(p) == expected
+
+
+# ----------------------------------------------------------------------------- provenance
+def make_provenance(stage: str, options: Mapping[str, Any], inputs: Mapping[str, str | os.PathLike]) -> dict[str, Any]:
+    """The provenance record for an artifact of ``stage`` built with ``options`` from ``inputs``."""
+    return {
+        "tir_version": __version__,
+        "stage": stage,
+        "options": _jsonable(options),
+        "inputs": {name: fingerprint(path) for name, path in inputs.items()},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(options), default=str, sort_keys=True))
+
+
+def write_table(
+    table: pa.Table,
+    path: str | os.PathLike,
+    *,
+    stage: str,
+    options: Mapping[str, Any],
+    inputs: Mapping[str, str | os.PathLike],
+    extra: Mapping[str, Any] | None = None,
+    compression: str = "zstd",
+) -> Path:
+    """Write ``table`` to ``path`` atomically with provenance (and optional ``extra`` fields) attached."""
+    provenance = make_provenance(stage, options, inputs)
+    if extra:
+        provenance.update(_jsonable(extra))
+    metadata = dict(table.schema.metadata or {})
+    metadata[METADATA_KEY] = json.dumps(provenance).encode()
+    table = table.replace_schema_metadata(metadata)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=compression)
+    return Path(path)
+
+
+def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The provenance stored in a Parquet artifact, or None when it has none."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError("file not found; check the path or run the stage that makes it", path=p)
+    try:
+        metadata = pq.read_schema(p).metadata or {}
+    except (pa.ArrowInvalid, OSError) as error:
+        raise UserError(f"not a readable Parquet file ({error}); re-run the stage that makes it", path=p) from None
+    raw = metadata.get(METADATA_KEY)
+    return json.loads(raw) if raw else None
+
+
+def read_table(path: str | os.PathLike, *, stage: str | None = None, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet artifact, checking (when ``stage`` is given) that the stage made it."""
+    p = Path(path)
+    provenance = read_provenance(p)
+    if stage is not None and (provenance is None or provenance.get("stage") != stage):
+        found = provenance.get("stage") if provenance else "no tir provenance"
+        raise UserError(f"expected an artifact of `tir {stage}`, found {found}; re-run `tir {stage}`", path=p)
+    return pq.read_table(p, columns=columns)
+
+
+def is_fresh(
+    path: str | os.PathLike,
+    *,
+    stage: str,
+    options: Mapping[str, Any],
+    inputs: Mapping[str, str | os.PathLike],
+) -> bool:
+    """True when ``path`` exists and was built by ``stage`` with ``options`` from unchanged ``inputs``."""
+    p = Path(path)
+    if not p.exists():
+        return False
+    try:
+        provenance = read_provenance(p)
+    except UserError:
+        return False
+    if not provenance or provenance.get("stage") != stage or provenance.get("tir_version") != __version__:
+        return False
+    if provenance.get("options") != _jsonable(options):
+        return False
+    recorded = provenance.get("inputs", {})
+    if set(recorded) != set(inputs):
+        return False
+    return all(fingerprint_matches(recorded[name], inputs[name]) for name in inputs)
+
+
+def require_built_from(
+    artifact: str | os.PathLike, input_name: str, upstream: str | os.PathLike, rerun: str
+) -> dict[str, Any]:
+    """Refuse ``artifact`` unless its recorded input ``input_name`` matches ``upstream`` as it is now.
+
+    ``rerun`` names the command to re-run (e.g. ``"tir parse-graphs CUHK-PEDES"``). Returns the
+    artifact's provenance.
+    """
+    provenance = read_provenance(artifact)
+    recorded = (provenance or {}).get("inputs", {}).get(input_name)
+    if recorded is None or not fingerprint_matches(recorded, upstream):
+        raise StaleArtifactError(
+            f"was built from a different {Path(upstream).name} than the one at {upstream}; run `{rerun} --force`",
+            path=artifact,
+        )
+    return provenance or {}

@@ -1,0 +1,1 @@
+"""Datasets over artifacts, models, methods (heads + losses), the engine and evaluation."""
