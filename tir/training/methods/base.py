@@ -1,0 +1,89 @@
+"""The contract every method (clip, irra, hkgr, rde, ...) fulfils, and the method registry.
+
+A method is one module that owns its heads and losses and declares its test-time similarity.
+The engine only calls what is declared here, so no method-specific branch lives in the engine.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+Features = dict[str, torch.Tensor]
+"""Named feature tensors of a batch, e.g. {"global": [B, D], "tokens": [B, L, D]}."""
+
+
+@dataclass
+class StepContext:
+    """What a training step may need besides the batch."""
+
+    epoch: int  # 0-based
+    step: int  # global optimisation step, 0-based
+    seed: int  # run seed, for deterministic per-(seed, epoch, pair) sampling
+
+
+@dataclass
+class EpochContext:
+    """Handed to ``Method.on_epoch_start`` before each training epoch.
+
+    ``clean_batches()`` iterates the train set once without augmentation (each batch carries
+    ``index``: positions in the train dataset); ``noise_truth`` is the known ``is_noisy`` flag per
+    train-dataset position when the run uses a noise file, else None.
+    """
+
+    epoch: int
+    device: torch.device
+    seed: int
+    num_train: int
+    clean_batches: Callable[[], Iterator[dict[str, torch.Tensor]]]
+    noise_truth: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(nn.Module, abc.ABC):
+    """A retrieval method: backbone + its own heads, its training losses and its test similarity.
+
+    Batches are dicts of tensors: ``images`` [B, 3, H, W] float, ``text`` [B, L] long token ids,
+    ``pids`` [B] long, ``index`` [B] long (position in the train dataset), and, when mask plans are
+    loaded, ``word_ids``, ``level``, ``element`` [B, L] (see tir.knowledge), ``pair_index`` [B].
+    """
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
+        """Training losses by name (``loss_*`` keys are summed into the objective; others are logged)."""
+
+    @abc.abstractmethod
+    def encode_image(self, images: torch.Tensor) -> Features:
+        """Test-time image features."""
+
+    @abc.abstractmethod
+    def encode_text(self, text: torch.Tensor) -> Features:
+        """Test-time text features."""
+
+    @abc.abstractmethod
+    def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
+        """Similarity [n_text, n_image] used to rank the gallery (higher is more similar)."""
+
+    def new_modules(self) -> Iterable[nn.Module]:
+        """Modules created by the method (trained at the larger learning rate); the backbone is not one."""
+        return ()
+
+    def on_epoch_start(self, context: EpochContext) -> dict[str, float]:
+        """Hook run before each epoch (e.g. RDE's consensus division); returns metrics to log."""
+        return {}
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available by its ``name``."""
+    METHODS[cls.name] = cls
+    return cls
