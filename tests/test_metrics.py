@@ -1,0 +1,98 @@
+"""retrieval_metrics and the chunked form against hand-computed cases and a plain-Python reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tir.training.metrics import MetricAccumulator, rank_chunk, retrieval_metrics, summarise
+
+torch.set_num_threads(1)
+
+
+def reference(similarity: np.ndarray, query_pids, gallery_pids) -> dict[str, float]:
+    """Plain loops: stable ranking by descending score, then the textbook definitions."""
+    r = {1: 0, 5: 0, 10: 0}
+    aps, inps = [], []
+    for row, pid in zip(similarity, query_pids):
+        order = sorted(range(len(row)), key=lambda j: -row[j])  # sorted() is stable
+        hit_ranks = [i + 1 for i, j in enumerate(order) if gallery_pids[j] == pid]
+        for k in r:
+            r[k] += bool(hit_ranks) and hit_ranks[0] <= k
+        aps.append(np.mean([(n + 1) / rank for n, rank in enumerate(hit_ranks)]) if hit_ranks else 0.0)
+        inps.append(len(hit_ranks) / hit_ranks[-1] if hit_ranks else 0.0)
+    n = len(query_pids)
+    out = {f"R{k}": 100.0 * v / n for k, v in r.items()}
+    out.update(mAP=100.0 * np.mean(aps), mINP=100.0 * np.mean(inps))
+    out["rSum"] = out["R1"] + out["R5"] + out["R10"]
+    return out
+
+
+def test_hand_computed_several_hits() -> None:
+    # gallery pids [1, 2, 1, 3]; ranking by score: 0, 1, 3, 2 -> hits of pid 1 at ranks 1 and 4.
+    metrics = retrieval_metrics(np.array([[0.9, 0.8, 0.1, 0.5]]), np.array([1]), np.array([1, 2, 1, 3]))
+    assert metrics["R1"] == 100.0
+    assert metrics["mAP"] == pytest.approx(100 * (1 / 1 + 2 / 4) / 2)
+    assert metrics["mINP"] == pytest.approx(100 * 2 / 4)
+    assert metrics["rSum"] == 300.0
+
+
+def test_ties_keep_gallery_order_and_hit_at_last_rank() -> None:
+    sim = np.full((2, 4), 0.5, dtype=np.float32)
+    # query 0 (pid 3): all tied -> gallery order, its only hit is last (rank 4)
+    # query 1 (pid 2): tie between a miss (index 0) and its hit (index 1) -> rank 2
+    metrics = retrieval_metrics(sim, np.array([3, 2]), np.array([1, 2, 1, 3]))
+    chunk = rank_chunk(sim, np.array([3, 2]), np.array([1, 2, 1, 3]))
+    assert chunk.first_rank.tolist() == [4, 2]
+    assert chunk.top.tolist() == [[0, 1, 2, 3], [0, 1, 2, 3]]
+    assert metrics["R1"] == 0.0 and metrics["R5"] == 100.0
+    assert metrics["mAP"] == pytest.approx(100 * (1 / 4 + 1 / 2) / 2)
+    assert metrics["mINP"] == pytest.approx(100 * (1 / 4 + 1 / 2) / 2)
+
+
+def test_rank_beyond_ten_and_query_without_hit() -> None:
+    gallery = np.arange(12)
+    sim = np.zeros((2, 12))
+    sim[0] = -np.arange(12)  # query pid 11 hits at rank 12
+    chunk = rank_chunk(sim, np.array([11, 99]), gallery)
+    assert chunk.first_rank.tolist() == [12, 0]
+    assert chunk.n_hits.tolist() == [1, 0]
+    metrics = summarise(chunk.first_rank, chunk.ap, chunk.inp)
+    assert metrics["R10"] == 0.0
+    assert metrics["mAP"] == pytest.approx(100 * (1 / 12) / 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_reference_with_many_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    gallery = rng.integers(0, 8, size=40)
+    queries = rng.integers(0, 8, size=25)
+    sim = rng.integers(0, 4, size=(25, 40)).astype(np.float32)  # few distinct values: many ties
+    expected = reference(sim, queries, gallery)
+    got = retrieval_metrics(sim, queries, gallery)
+    assert got == pytest.approx(expected)
+
+
+def test_torch_equals_numpy_and_chunking_is_invisible() -> None:
+    rng = np.random.default_rng(3)
+    gallery = rng.integers(0, 20, size=300)
+    queries = rng.integers(0, 20, size=130)
+    sim = rng.normal(size=(130, 300)).round(1)
+    from_numpy = retrieval_metrics(sim, queries, gallery)
+    from_torch = retrieval_metrics(torch.from_numpy(sim), torch.from_numpy(queries), torch.from_numpy(gallery))
+    chunked = retrieval_metrics(sim, queries, gallery, chunk_size=7)
+    assert from_numpy == from_torch == chunked
+
+    accumulator = MetricAccumulator()
+    for start in range(0, 130, 50):
+        accumulator.add(rank_chunk(sim[start : start + 50], queries[start : start + 50], gallery, top_k=3))
+    assert accumulator.compute() == from_numpy
+    merged = accumulator.merged()
+    assert merged.top.shape == (130, 3)
+    assert merged.top[:, 0].tolist() == np.argmax(sim, axis=1).tolist()
+
+
+def test_shape_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        retrieval_metrics(np.zeros((2, 3)), np.array([1]), np.array([1, 2, 3]))

@@ -1,0 +1,136 @@
+"""Retrieval metrics for text-to-image person search: R@K, mAP, mINP (percentages) and rSum.
+
+Queries are captions, the gallery is images, a hit is a gallery image with the query's person id.
+For one query with hits at 1-based ranks ``r_1 < ... < r_n`` in the ranked gallery:
+
+- R@K: 1 when ``r_1 <= K``;
+- AP: ``mean_i(i / r_i)`` (precision at each hit's rank);
+- INP: ``n / r_n`` (how much of the list must be read to find every hit).
+
+Ties keep gallery order (stable sort), so equal scores rank the lower gallery index first. A query
+without any hit counts as a miss with AP = INP = 0 and first-hit rank 0.
+
+Two forms:
+
+- ``retrieval_metrics(similarity, query_pids, gallery_pids)`` for a whole matrix;
+- ``rank_chunk`` + ``MetricAccumulator`` for a chunk of queries at a time, so that a 100k x 100k
+  evaluation never holds the full matrix (``tir.training.evaluation`` uses this form).
+
+Inputs may be numpy arrays or torch tensors (any device); work is done in torch, vectorised per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+ArrayLike = np.ndarray | torch.Tensor
+METRIC_KEYS: tuple[str, ...] = ("R1", "R5", "R10", "mAP", "mINP", "rSum")
+
+
+def _tensor(values: ArrayLike, device: torch.device | None = None) -> torch.Tensor:
+    tensor = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values))
+    return tensor.to(device) if device is not None else tensor
+
+
+@dataclass
+class ChunkRanks:
+    """Per-query results for a chunk of queries (all tensors on CPU, length = queries in the chunk)."""
+
+    first_rank: torch.Tensor  # int64, 1-based rank of the first hit (0 when the query has no hit)
+    ap: torch.Tensor  # float64 in [0, 1]
+    inp: torch.Tensor  # float64 in [0, 1]
+    n_hits: torch.Tensor  # int64
+    top: torch.Tensor  # int64 [q, top_k]: gallery indices of the best-ranked images
+
+
+def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: ArrayLike, top_k: int = 10) -> ChunkRanks:
+    """Rank the gallery for a chunk of queries and summarise where each query's hits fall.
+
+    ``similarity`` is [q, G] (higher = more similar), ``query_pids`` [q], ``gallery_pids`` [G].
+    Memory is O(q x G); choose the chunk size accordingly.
+    """
+    sim = _tensor(similarity)
+    if sim.ndim != 2:
+        raise ValueError(f"similarity must be 2-D [queries, gallery], got shape {tuple(sim.shape)}")
+    qp = _tensor(query_pids, sim.device).reshape(-1)
+    gp = _tensor(gallery_pids, sim.device).reshape(-1)
+    if sim.shape != (qp.numel(), gp.numel()):
+        raise ValueError(f"similarity shape {tuple(sim.shape)} does not match {qp.numel()} queries x {gp.numel()} gallery")
+    n_queries, n_gallery = sim.shape
+    # Descending stable sort as an ascending stable sort of the negation: equal scores keep gallery order.
+    order = torch.sort(-sim, dim=1, stable=True).indices
+    rows, cols = (gp[order] == qp[:, None]).nonzero(as_tuple=True)  # hits, row-major (rank order per row)
+    n_hits = torch.bincount(rows, minlength=n_queries)
+    ends = n_hits.cumsum(0)  # one past each query's last hit in (rows, cols)
+    starts = ends - n_hits
+    rank = cols + 1
+    ordinal = torch.arange(1, rows.numel() + 1, device=rows.device) - starts[rows]
+    precision_sum = torch.zeros(n_queries, dtype=torch.float64, device=rows.device)
+    precision_sum.index_add_(0, rows, ordinal.double() / rank.double())
+    has_hit = n_hits > 0
+    padded = torch.cat([rank.new_zeros(1), rank])  # padded[0] = 0 for queries without a hit
+    first_rank = padded[torch.where(has_hit, starts + 1, 0)]
+    last_rank = padded[ends].clamp(min=1)
+    ap = precision_sum / n_hits.clamp(min=1).double()
+    inp = n_hits.double() / last_rank.double()
+    return ChunkRanks(
+        first_rank=first_rank.long().cpu(),
+        ap=ap.cpu(),
+        inp=inp.cpu(),
+        n_hits=n_hits.long().cpu(),
+        top=order[:, : min(top_k, n_gallery)].cpu(),
+    )
+
+
+def summarise(first_rank: ArrayLike, ap: ArrayLike, inp: ArrayLike, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Metrics in percent from per-query first-hit ranks (0 = no hit), APs and INPs."""
+    first = _tensor(first_rank).long()
+    if first.numel() == 0:
+        raise ValueError("no queries to evaluate")
+    found = first > 0
+    result = {f"R{k}": float(100.0 * (found & (first <= k)).double().mean()) for k in ks}
+    result["mAP"] = float(100.0 * _tensor(ap).double().mean())
+    result["mINP"] = float(100.0 * _tensor(inp).double().mean())
+    result["rSum"] = sum(result[f"R{k}"] for k in (1, 5, 10) if f"R{k}" in result)
+    return result
+
+
+class MetricAccumulator:
+    """Collects ``ChunkRanks`` of successive query chunks and computes the metrics at the end."""
+
+    def __init__(self) -> None:
+        self.chunks: list[ChunkRanks] = []
+
+    def add(self, chunk: ChunkRanks) -> None:
+        self.chunks.append(chunk)
+
+    def merged(self) -> ChunkRanks:
+        """All chunks concatenated in the order they were added."""
+        if not self.chunks:
+            raise ValueError("no query chunk was added")
+        return ChunkRanks(*(torch.cat([getattr(c, name) for c in self.chunks]) for name in ChunkRanks.__dataclass_fields__))
+
+    def compute(self) -> dict[str, float]:
+        merged = self.merged()
+        return summarise(merged.first_rank, merged.ap, merged.inp)
+
+
+def retrieval_metrics(
+    similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: ArrayLike, chunk_size: int = 1024
+) -> dict[str, float]:
+    """R1, R5, R10, mAP, mINP (percent) and rSum for a [queries, gallery] similarity matrix.
+
+    Works on numpy arrays or torch tensors; ranks ``chunk_size`` queries at a time.
+    """
+    sim = _tensor(similarity)
+    qp = _tensor(query_pids).reshape(-1)
+    if sim.ndim != 2 or sim.shape[0] != qp.numel():
+        raise ValueError(f"similarity shape {tuple(sim.shape)} does not match {qp.numel()} queries")
+    accumulator = MetricAccumulator()
+    for start in range(0, sim.shape[0], chunk_size):
+        accumulator.add(rank_chunk(sim[start : start + chunk_size], qp[start : start + chunk_size], gallery_pids, top_k=0))
+    return accumulator.compute()
