@@ -32,7 +32,11 @@ METRIC_KEYS: tuple[str, ...] = ("R1", "R5", "R10", "mAP", "mINP", "rSum")
 
 
 def _tensor(values: ArrayLike, device: torch.device | None = None) -> torch.Tensor:
-    tensor = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values))
+    if isinstance(values, torch.Tensor):
+        tensor = values
+    else:
+        array = np.asarray(values)
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
     return tensor.to(device) if device is not None else tensor
 
 

@@ -1,0 +1,204 @@
+"""Evaluate a Method on a split: encode gallery and queries, rank in chunks, report metrics.
+
+The gallery is the split's unique images (ordered by ``image_index``), the queries its captions
+(ordered by ``pair_index``); a hit is a gallery image of the query's ``pid``.
+
+API (used by the engine for validation each epoch and by ``tir eval``)::
+
+    data = eval_data(manifest_df, "test", load_image, tokenize, batch_size=256, num_workers=4)
+    result = evaluate(method, data, device)      # -> EvalResult
+    result.metrics     # {"R1", "R5", "R10", "mAP", "mINP", "rSum"} in percent
+    result.per_query   # DataFrame: pair_index, pid, first_hit_rank, ap, inp, n_hits, top10
+
+``load_image(image_path) -> Tensor[3, H, W]`` is the test-time transform (no augmentation) and
+``tokenize(captions) -> LongTensor[n, L]`` the text tokenizer. ``evaluate`` runs the method in
+eval mode under ``torch.no_grad`` (autocast on CUDA) and restores its previous mode. Similarity is
+computed ``chunk_size`` queries at a time, so the full [queries, gallery] matrix never exists: only
+the per-query summary of where its hits fall and its top-10 gallery images are kept. Call it on one
+process with the unwrapped method (under DDP: rank 0, ``model.module``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tir.progress import progress_bar
+from tir.training.methods.base import Features, Method
+from tir.training.metrics import ChunkRanks, MetricAccumulator, rank_chunk, summarise
+
+CHUNK_ELEMENTS = 1 << 24  # similarity entries ranked at once (about 0.5 GiB of working memory)
+TOP_K = 10
+
+
+@dataclass
+class EvalData:
+    """A split ready for evaluation.
+
+    ``gallery``: one row per image (image_index, image_path, pid), in gallery order;
+    ``queries``: one row per caption (pair_index, pid, image_index, caption), in query order;
+    ``gallery_batches()`` / ``query_batches()`` yield image tensors / token ids in those orders.
+    """
+
+    gallery: pd.DataFrame
+    queries: pd.DataFrame
+    gallery_batches: Callable[[], Iterable[torch.Tensor]]
+    query_batches: Callable[[], Iterable[torch.Tensor]]
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    per_query: pd.DataFrame
+    seconds: float
+
+
+def split_tables(manifest: pd.DataFrame, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gallery (unique images by image_index) and queries (pairs by pair_index) of ``split``."""
+    rows = manifest[manifest["split"].astype(str) == split]
+    if rows.empty:
+        raise ValueError(f"the manifest has no rows for split {split!r}")
+    queries = rows.sort_values("pair_index", kind="stable")[["pair_index", "pid", "image_index", "caption"]]
+    gallery = rows.drop_duplicates("image_index").sort_values("image_index", kind="stable")
+    return gallery[["image_index", "image_path", "pid"]].reset_index(drop=True), queries.reset_index(drop=True)
+
+
+class _Images(Dataset):
+    def __init__(self, paths: Sequence[str], load_image: Callable[[str], torch.Tensor]) -> None:
+        self.paths, self.load_image = list(paths), load_image
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.load_image(self.paths[index])
+
+
+def eval_data(
+    manifest: pd.DataFrame,
+    split: str,
+    load_image: Callable[[str], torch.Tensor],
+    tokenize: Callable[[Sequence[str]], torch.Tensor],
+    batch_size: int = 256,
+    num_workers: int = 0,
+) -> EvalData:
+    """EvalData for ``split`` of a manifest; images are decoded by a DataLoader with ``num_workers``."""
+    gallery, queries = split_tables(manifest, split)
+    images = _Images(gallery["image_path"].tolist(), load_image)
+    captions = queries["caption"].tolist()
+
+    def gallery_batches() -> Iterable[torch.Tensor]:
+        return DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+    def query_batches() -> Iterable[torch.Tensor]:
+        return (tokenize(captions[start : start + batch_size]) for start in range(0, len(captions), batch_size))
+
+    return EvalData(gallery, queries, gallery_batches, query_batches)
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def encode(
+    encoder: Callable[[torch.Tensor], Features],
+    batches: Iterable[torch.Tensor],
+    device: torch.device,
+    total: int | None = None,
+    desc: str = "encode",
+    quiet: bool = False,
+) -> Features:
+    """Run ``encoder`` over ``batches`` and concatenate each named feature (float32, on ``device``)."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    with progress_bar(total, desc, unit="item", disable=quiet) as bar:
+        for batch in batches:
+            with _autocast(device):
+                features = encoder(batch.to(device, non_blocking=True))
+            for name, value in features.items():
+                parts.setdefault(name, []).append(value.float())
+            bar.update(batch.shape[0])
+    if not parts:
+        raise ValueError(f"{desc}: no batches to encode")
+    return {name: torch.cat(values) for name, values in parts.items()}
+
+
+def _rows(features: Features, start: int, stop: int) -> Features:
+    return {name: value[start:stop] for name, value in features.items()}
+
+
+def default_chunk_size(n_gallery: int) -> int:
+    """Queries per similarity chunk so that a chunk holds about CHUNK_ELEMENTS entries."""
+    return max(1, CHUNK_ELEMENTS // max(1, n_gallery))
+
+
+def rank_features(
+    similarity: Callable[[Features, Features], torch.Tensor],
+    text_features: Features,
+    image_features: Features,
+    query_pids: np.ndarray | torch.Tensor,
+    gallery_pids: np.ndarray | torch.Tensor,
+    chunk_size: int | None = None,
+    top_k: int = TOP_K,
+) -> ChunkRanks:
+    """Per-query ranking summary, computing ``similarity`` for ``chunk_size`` queries at a time."""
+    n_queries = next(iter(text_features.values())).shape[0]
+    n_gallery = next(iter(image_features.values())).shape[0]
+    chunk_size = chunk_size or default_chunk_size(n_gallery)
+    query_pids = torch.as_tensor(query_pids)
+    accumulator = MetricAccumulator()
+    for start in range(0, n_queries, chunk_size):
+        stop = min(start + chunk_size, n_queries)
+        scores = similarity(_rows(text_features, start, stop), image_features)
+        accumulator.add(rank_chunk(scores, query_pids[start:stop], gallery_pids, top_k=top_k))
+    return accumulator.merged()
+
+
+@torch.no_grad()
+def evaluate(
+    method: Method,
+    data: EvalData,
+    device: torch.device | str,
+    chunk_size: int | None = None,
+    quiet: bool = False,
+) -> EvalResult:
+    """Metrics and the per-query table of ``method`` on ``data`` (see the module docstring)."""
+    device = torch.device(device)
+    began = time.perf_counter()
+    was_training = method.training
+    method.eval()
+    try:
+        image_features = encode(method.encode_image, data.gallery_batches(), device, len(data.gallery), "gallery", quiet)
+        text_features = encode(method.encode_text, data.query_batches(), device, len(data.queries), "queries", quiet)
+        gallery_pids = torch.as_tensor(data.gallery["pid"].to_numpy(np.int64), device=device)
+        query_pids = torch.as_tensor(data.queries["pid"].to_numpy(np.int64), device=device)
+        ranks = rank_features(method.similarity, text_features, image_features, query_pids, gallery_pids, chunk_size)
+    finally:
+        method.train(was_training)
+    metrics = summarise(ranks.first_rank, ranks.ap, ranks.inp)
+    return EvalResult(metrics, per_query_table(data, ranks), time.perf_counter() - began)
+
+
+def per_query_table(data: EvalData, ranks: ChunkRanks) -> pd.DataFrame:
+    """One row per query: pair_index, pid, first_hit_rank (0 = none), ap, inp, n_hits, top10 image_index."""
+    image_index = data.gallery["image_index"].to_numpy(np.int64)
+    return pd.DataFrame(
+        {
+            "pair_index": data.queries["pair_index"].to_numpy(np.int64),
+            "pid": data.queries["pid"].to_numpy(np.int64),
+            "first_hit_rank": ranks.first_rank.numpy(),
+            "ap": ranks.ap.numpy(),
+            "inp": ranks.inp.numpy(),
+            "n_hits": ranks.n_hits.numpy(),
+            "top10": list(image_index[ranks.top.numpy()]),
+        }
+    )
