@@ -179,8 +179,8 @@ def evaluate(
     try:
         image_features = encode(method.encode_image, data.gallery_batches(), device, len(data.gallery), "gallery", quiet)
         text_features = encode(method.encode_text, data.query_batches(), device, len(data.queries), "queries", quiet)
-        gallery_pids = torch.as_tensor(data.gallery["pid"].to_numpy(np.int64), device=device)
-        query_pids = torch.as_tensor(data.queries["pid"].to_numpy(np.int64), device=device)
+        gallery_pids = torch.tensor(data.gallery["pid"].to_numpy(np.int64), device=device)
+        query_pids = torch.tensor(data.queries["pid"].to_numpy(np.int64), device=device)
         ranks = rank_features(method.similarity, text_features, image_features, query_pids, gallery_pids, chunk_size)
     finally:
         method.train(was_training)
