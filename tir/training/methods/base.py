@@ -7,6 +7,7 @@ The engine only calls what is declared here, so no method-specific branch lives 
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -81,9 +82,27 @@ class Method(nn.Module, abc.ABC):
 
 
 METHODS: dict[str, type[Method]] = {}
+"""Registered methods by name. A method class is constructed as ``cls(backbone, num_classes=..., **options)``:
+``backbone`` a tir.training.model.Backbone, ``num_classes`` the number of train identities, ``options``
+the run config's ``method_options`` (keyword arguments with defaults; unknown ones are a user error)."""
 
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: make a method available by its ``name``."""
     METHODS[cls.name] = cls
     return cls
+
+
+def create_method(name: str, backbone: nn.Module, num_classes: int, options: dict[str, Any] | None = None) -> Method:
+    """Instantiate the registered method ``name``; unknown names or options raise a one-line UserError."""
+    from tir.errors import UserError
+    from tir.training import methods as _all  # noqa: F401  (registers every method)
+
+    if name not in METHODS:
+        raise UserError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+    cls = METHODS[name]
+    try:
+        inspect.signature(cls).bind(backbone, num_classes=num_classes, **(options or {}))
+    except TypeError as error:
+        raise UserError(f"bad method_options for {name!r} ({error}); see the {cls.__name__} docstring") from None
+    return cls(backbone, num_classes=num_classes, **(options or {}))

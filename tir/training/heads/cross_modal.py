@@ -1,0 +1,44 @@
+"""IRRA's cross-modal MLM module: masked text attends to image tokens, then predicts the tokens.
+
+One cross-attention layer (text queries, image keys/values), a ``depth``-layer transformer, and
+the head Linear - QuickGELU - LayerNorm - Linear to the vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+from open_clip.transformer import QuickGELU, Transformer
+from torch import nn
+
+
+class CrossModalMLM(nn.Module):
+    """``forward(text_tokens [B, Lt, D], image_tokens [B, Li, D]) -> logits [B, Lt, vocab_size]``."""
+
+    def __init__(self, dim: int, vocab_size: int, depth: int = 4, heads: int | None = None) -> None:
+        super().__init__()
+        heads = heads or max(1, dim // 64)
+        self.cross_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.ln_pre_text = nn.LayerNorm(dim)
+        self.ln_pre_image = nn.LayerNorm(dim)
+        self.transformer = Transformer(width=dim, layers=depth, heads=heads, act_layer=QuickGELU)
+        self.ln_post = nn.LayerNorm(dim)
+        self.head = nn.Sequential(nn.Linear(dim, dim), QuickGELU(), nn.LayerNorm(dim), nn.Linear(dim, vocab_size))
+        self._init(dim, depth)
+
+    def _init(self, dim: int, depth: int) -> None:
+        attn_std, proj_std, fc_std = dim**-0.5, dim**-0.5 * (2 * depth) ** -0.5, (2 * dim) ** -0.5
+        for block in self.transformer.resblocks:
+            nn.init.normal_(block.attn.in_proj_weight, std=attn_std)
+            nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
+            nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
+            nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
+        nn.init.normal_(self.cross_attn.in_proj_weight, std=attn_std)
+        nn.init.normal_(self.cross_attn.out_proj.weight, std=proj_std)
+        nn.init.normal_(self.head[0].weight, std=fc_std)
+        nn.init.normal_(self.head[3].weight, std=proj_std)
+
+    def forward(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+        image = self.ln_pre_image(image_tokens)
+        x = self.cross_attn(self.ln_pre_text(text_tokens), image, image, need_weights=False)[0]
+        x = self.ln_post(self.transformer(x))
+        return self.head(x)

@@ -1,0 +1,3 @@
+"""The registered methods; importing this package registers all of them (see base.METHODS)."""
+
+from . import clip, hkgr, irra  # noqa: F401

@@ -1,0 +1,121 @@
+"""``hkgr``: knowledge-guided MLM from the mask plans + multi-granularity alignment (MGA).
+
+MLM: per sample one strategy among random / object / attribute / relation (``mask_policy``, HKGR:
+uniform); graph items of the chosen level are masked whole (tir.knowledge.masking). MGA: SDM on the
+CLS / end-token features (coarse) and on token-selection embeddings (fine: top 30% tokens by the
+last layer's summary-token attention, Linear + MLP to 1024-d, max-pooled). ID loss as IRRA.
+Test similarity: the mean of the coarse and fine cosine similarities.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tir.errors import UserError
+from tir.knowledge.masking import MaskPolicy, mask_tokens
+from tir.training.heads.cross_modal import CrossModalMLM
+from tir.training.heads.token_selection import TokenSelectionEmbedding
+from tir.training.losses import id_loss, mlm_accuracy, mlm_loss, sdm
+from tir.training.methods.base import Features, Method, StepContext, register
+from tir.training.methods.irra import identity_classifier
+from tir.training.model import Backbone
+
+PLAN_KEYS = ("word_ids", "level", "element")
+
+
+@register
+class Hkgr(Method):
+    """Options: ``temperature`` 0.02, ``sdm_weight`` / ``fine_weight`` / ``id_weight`` / ``mlm_weight`` 1.0,
+    ``mask_policy`` "uniform" (or e.g. "0:object,10:uniform"), ``mask_ratio`` 0.3 (share of a level's
+    items), ``random_rate`` 0.15 (words, random strategy), ``select_ratio`` 0.3, ``tse_dim`` 1024,
+    ``cmt_depth`` 4."""
+
+    name = "hkgr"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        temperature: float = 0.02,
+        sdm_weight: float = 1.0,
+        fine_weight: float = 1.0,
+        id_weight: float = 1.0,
+        mlm_weight: float = 1.0,
+        mask_policy: str = "uniform",
+        mask_ratio: float = 0.3,
+        random_rate: float = 0.15,
+        select_ratio: float = 0.3,
+        tse_dim: int = 1024,
+        cmt_depth: int = 4,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.scale = 1.0 / temperature
+        self.weights = {"sdm": sdm_weight, "fine": fine_weight, "id": id_weight, "mlm": mlm_weight}
+        self.policy = MaskPolicy.parse(mask_policy)
+        self.mask_ratio, self.random_rate = mask_ratio, random_rate
+        dim = backbone.embed_dim
+        self.image_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
+        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
+        self.classifier = identity_classifier(dim, num_classes)
+        self.cross_modal = CrossModalMLM(dim, backbone.vocab_size, depth=cmt_depth)
+
+    def new_modules(self) -> list[nn.Module]:
+        return [self.image_select, self.text_select, self.classifier, self.cross_modal]
+
+    def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
+        if any(key not in batch for key in PLAN_KEYS):
+            raise UserError("method hkgr needs mask plans: run `tir plan-masks` for the dataset (mask_plans.parquet)")
+        backbone, text, pids = self.backbone, batch["text"], batch["pids"]
+        masked, labels = mask_tokens(
+            text,
+            batch["word_ids"],
+            batch["level"],
+            batch["element"],
+            batch["pair_index"],
+            epoch=context.epoch,
+            seed=context.seed,
+            policy=self.policy,
+            mask_token_id=backbone.mask_token_id,
+            vocab_size=backbone.vocab_size,
+            ratio=self.mask_ratio,
+            random_rate=self.random_rate,
+            special_ids=(backbone.sot_id, backbone.eot_id),
+        )
+        image = backbone.encode_image(batch["images"], attention=True)
+        clean = backbone.encode_text(text, attention=True)
+        masked_text = backbone.encode_text(masked)
+        image_fine = self._fine(self.image_select, image)
+        text_fine = self._fine(self.text_select, clean)
+        logits = self.cross_modal(masked_text["tokens"], image["tokens"])
+        out = {
+            "loss_sdm": self.weights["sdm"] * sdm(image["global"], clean["global"], pids, self.scale),
+            "loss_fine": self.weights["fine"] * sdm(image_fine, text_fine, pids, self.scale),
+            "loss_id": self.weights["id"] * id_loss(self.classifier(image["global"]), self.classifier(clean["global"]), pids),
+            "loss_mlm": self.weights["mlm"] * mlm_loss(logits, labels),
+        }
+        out["mlm_acc"] = mlm_accuracy(logits.detach(), labels)
+        return out
+
+    @staticmethod
+    def _fine(select: TokenSelectionEmbedding, features: Features) -> torch.Tensor:
+        return select(features["tokens"], features["attention"], features["valid"])
+
+    def _features(self, select: TokenSelectionEmbedding, features: Features) -> Features:
+        return {
+            "global": F.normalize(features["global"].float(), dim=-1),
+            "fine": F.normalize(self._fine(select, features).float(), dim=-1),
+        }
+
+    def encode_image(self, images: torch.Tensor) -> Features:
+        return self._features(self.image_select, self.backbone.encode_image(images, attention=True))
+
+    def encode_text(self, text: torch.Tensor) -> Features:
+        return self._features(self.text_select, self.backbone.encode_text(text, attention=True))
+
+    def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
+        coarse = text_features["global"] @ image_features["global"].t()
+        fine = text_features["fine"] @ image_features["fine"].t()
+        return (coarse + fine) / 2

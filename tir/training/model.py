@@ -1,0 +1,182 @@
+"""The backbone: an open_clip CLIP model with a mask token and exposed token features and attention.
+
+``build_backbone(name, pretrained=..., image_size=...)`` builds any open_clip config (``ViT-B-16``,
+or the small ones shipped in ``tir/training/model_configs``: ``tir-tiny``, ``tir-micro``) and, given
+a local checkpoint file, loads it with the square position grid interpolated to the image size.
+``Backbone.encode_image`` / ``encode_text`` return a Features dict:
+
+- ``global`` [B, D]: projected CLS (image) / end-token (text) feature, not normalised;
+- ``tokens`` [B, L, D]: every position's projected feature (CLS / start token first);
+- ``valid`` [B, L] bool: positions eligible for token selection (patches; words without the
+  start, end and padding tokens);
+- ``attention`` [B, L] (only with ``attention=True``): the last layer's head-averaged attention
+  row of the summary token (CLS for images, end token for text).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+from open_clip.model import resize_pos_embed
+from open_clip.transformer import ResidualAttentionBlock
+from torch import nn
+
+from tir.errors import UserError
+Features = dict[str, torch.Tensor]
+
+CONFIG_DIR = Path(__file__).with_name("model_configs")
+open_clip.add_model_config(CONFIG_DIR)
+
+
+def _block_with_attention(
+    block: ResidualAttentionBlock, x: torch.Tensor, attn_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run one open_clip residual block and also return its head-averaged attention [B, L, L]."""
+    y = block.ln_1(x)
+    mask = attn_mask.to(y.dtype) if attn_mask is not None else None
+    out, weights = block.attn(y, y, y, need_weights=True, average_attn_weights=True, attn_mask=mask)
+    x = x + block.ls_1(out)
+    x = x + block.ls_2(block.mlp(block.ln_2(x)))
+    return x, weights
+
+
+def _run_blocks(
+    blocks: nn.ModuleList, x: torch.Tensor, attn_mask: torch.Tensor | None, attention: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    last = len(blocks) - 1
+    weights = None
+    for i, block in enumerate(blocks):
+        if attention and i == last:
+            x, weights = _block_with_attention(block, x, attn_mask)
+        else:
+            x = block(x, attn_mask=attn_mask)
+    return x, weights
+
+
+def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
+    """A CLIP state dict from a checkpoint file (open_clip/LAION file or an OpenAI TorchScript archive)."""
+    try:
+        return open_clip.factory.load_state_dict(str(path))
+    except RuntimeError as error:
+        if "TorchScript" not in str(error):
+            raise UserError(f"cannot read the checkpoint ({error}); pass a CLIP checkpoint file", path=path) from None
+    state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    for key in ("input_resolution", "context_length", "vocab_size"):
+        state.pop(key, None)
+    return state
+
+
+class Backbone(nn.Module):
+    """A CLIP image and text encoder with one extra vocabulary row, the mask token."""
+
+    def __init__(self, clip: open_clip.CLIP, sot_id: int, eot_id: int) -> None:
+        super().__init__()
+        visual = clip.visual
+        if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
+            raise UserError("only open_clip ViT configs with CLS pooling are supported; pick e.g. ViT-B-16")
+        if not isinstance(visual.transformer.resblocks[-1], ResidualAttentionBlock):
+            raise UserError("only open_clip configs with standard attention blocks are supported; pick e.g. ViT-B-16")
+        self.clip = clip
+        self.sot_id, self.eot_id = sot_id, eot_id
+        old = clip.token_embedding
+        self.mask_token_id = old.num_embeddings
+        grown = nn.Embedding(old.num_embeddings + 1, old.embedding_dim)
+        with torch.no_grad():
+            grown.weight[:-1] = old.weight
+            nn.init.normal_(grown.weight[-1:], std=0.02)
+        clip.token_embedding = grown
+        clip.vocab_size = grown.num_embeddings
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.clip.text_projection.shape[-1])
+
+    @property
+    def vocab_size(self) -> int:
+        """Vocabulary size including the mask token."""
+        return self.clip.token_embedding.num_embeddings
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.clip.visual.image_size)  # type: ignore[return-value]
+
+    @property
+    def context_length(self) -> int:
+        return int(self.clip.positional_embedding.shape[0])
+
+    def encode_image(self, images: torch.Tensor, attention: bool = False) -> Features:
+        visual = self.clip.visual
+        x = visual._embeds(images)
+        x, weights = _run_blocks(visual.transformer.resblocks, x, None, attention)
+        tokens = visual.ln_post(x) @ visual.proj
+        valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        valid[:, 0] = False
+        out: Features = {"global": tokens[:, 0], "tokens": tokens, "valid": valid}
+        if weights is not None:
+            out["attention"] = weights[:, 0]
+        return out
+
+    def encode_text(self, text: torch.Tensor, attention: bool = False) -> Features:
+        clip = self.clip
+        length = text.shape[1]
+        if length > self.context_length:
+            raise UserError(f"text length {length} exceeds the model's context length {self.context_length}")
+        x = clip.token_embedding(text) + clip.positional_embedding[:length]
+        mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
+        x, weights = _run_blocks(clip.transformer.resblocks, x, mask, attention)
+        projection = clip.text_projection
+        x = clip.ln_final(x)
+        tokens = projection(x) if isinstance(projection, nn.Linear) else x @ projection
+        rows = torch.arange(text.shape[0], device=text.device)
+        eot = (text == self.eot_id).int().argmax(dim=1)
+        positions = torch.arange(length, device=text.device).unsqueeze(0)
+        valid = (positions > 0) & (positions < eot.unsqueeze(1))
+        out: Features = {"global": tokens[rows, eot], "tokens": tokens, "valid": valid}
+        if weights is not None:
+            out["attention"] = weights[rows, eot]
+        return out
+
+
+def build_backbone(
+    name: str = "ViT-B-16",
+    pretrained: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    quick_gelu: bool = False,
+) -> Backbone:
+    """Build an open_clip model by config name, optionally from a local checkpoint file.
+
+    ``image_size`` (H, W) overrides the config's (IRRA: 384x128); a square checkpoint grid is
+    interpolated. ``quick_gelu`` is needed for OpenAI checkpoints. Hub tags are refused: this
+    toolkit never downloads weights.
+    """
+    if name not in open_clip.list_models():
+        raise UserError(f"unknown model config {name!r}; use an open_clip name such as ViT-B-16 or tir-tiny")
+    path = None
+    if pretrained:
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"--pretrained {pretrained!r} is not a file; tir never downloads weights: download the CLIP "
+                "checkpoint (e.g. OpenAI ViT-B-16.pt) on a machine with internet access and pass its local path"
+            )
+    size = tuple(image_size) if image_size is not None else None
+    clip = open_clip.create_model(name, pretrained=None, force_image_size=size, force_quick_gelu=quick_gelu)
+    if not isinstance(clip, open_clip.CLIP):
+        raise UserError(f"model config {name!r} is not a plain CLIP model; pick e.g. ViT-B-16")
+    if path is not None:
+        state = _state_dict_from_file(path)
+        resize_pos_embed(state, clip)
+        try:
+            clip.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            first = str(error).splitlines()[0]
+            raise UserError(f"checkpoint does not fit model {name!r} ({first}); pass the matching --model", path=path) from None
+    tokenizer = open_clip.get_tokenizer(name)
+    return Backbone(clip, sot_id=tokenizer.sot_token_id, eot_id=tokenizer.eot_token_id)
+
+
+def get_tokenizer(name: str):
+    """The open_clip tokenizer of a model config (CLIP BPE for ViT configs)."""
+    return open_clip.get_tokenizer(name)
