@@ -1,0 +1,399 @@
+"""`tir prepare`: a raw annotation file -> manifest.parquet, rejects.parquet and stats.json.
+
+One manifest row per kept (image, caption) pair, in the raw file's order. Every record or caption
+that cannot become a row goes to rejects.parquet with a reason code, a message and its raw JSON, so
+that kept + rejected captions always equals the captions in the raw file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tir.errors import UserError
+from tir.pipeline import layout, store
+from tir.pipeline.datasets import SPLITS, DatasetSpec, get_spec
+from tir.pipeline.image_headers import read_headers
+from tir.pipeline.raw_json import iter_records, read_text
+
+STAGE = "prepare"
+REQUIRED_KEYS = ("id", "split", "captions")
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("pair_index", pa.int64()),
+        ("split", pa.dictionary(pa.int32(), pa.string())),
+        ("raw_id", pa.int64()),
+        ("pid", pa.int32()),
+        ("image_index", pa.int32()),
+        ("image_path", pa.string()),
+        ("caption_index", pa.int16()),
+        ("caption", pa.string()),
+        ("caption_raw", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+    ]
+)
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("raw_index", pa.int64()),  # the record's position in the raw JSON list
+        ("caption_index", pa.int16()),  # null when the whole record is rejected
+        ("split", pa.string()),  # the split the record would have gone to, when known
+        ("reason", pa.string()),
+        ("message", pa.string()),
+        ("captions", pa.int32()),  # how many raw captions this reject accounts for
+        ("raw_json", pa.string()),  # the record's exact JSON text
+    ]
+)
+# reason code -> meaning (README and tests use this list)
+REASONS: dict[str, str] = {
+    "not_a_record": "the list element is not a JSON object",
+    "missing_key": "the record lacks the image key, id, split or captions",
+    "bad_id": "the id is not an integer",
+    "bad_path": "the image path is not a string, is absolute, or escapes the image root with ..",
+    "duplicate_image": "an earlier record already uses this image path (the message names it)",
+    "bad_captions": "captions is neither a list nor a string",
+    "no_captions": "captions is an empty list",
+    "bad_caption": "one caption is not a string",
+    "empty_caption": "one caption is empty or only whitespace",
+    "missing_image": "the image file does not exist (images checked)",
+    "unreadable_image": "the image header cannot be read (images checked)",
+}
+
+
+@dataclass
+class PrepareResult:
+    """What `prepare_dataset` did: where the artifacts are and their stats."""
+
+    out: Path
+    manifest: Path
+    rejects: Path
+    stats_file: Path
+    stats: dict[str, Any]
+    up_to_date: bool = False
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.stats.get("warnings", []))
+
+
+@dataclass
+class _Parsed:
+    """Records that passed the checks done while reading, column by column, plus every reject."""
+
+    raw_index: list[int] = field(default_factory=list)
+    split: list[str] = field(default_factory=list)
+    raw_id: list[int] = field(default_factory=list)
+    path: list[str] = field(default_factory=list)
+    captions: list[list[tuple[int, str, str]]] = field(default_factory=list)  # (caption_index, raw, normalised)
+    texts: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each record's JSON text
+    rejects: list[tuple[Any, ...]] = field(default_factory=list)
+    records: int = 0
+    captions_total: int = 0
+    quirks: Counter = field(default_factory=Counter)
+    unknown_splits: Counter = field(default_factory=Counter)
+
+    def reject(self, index: int, caption: int | None, split: str | None, reason: str, message: str, n: int, raw: str) -> None:
+        self.rejects.append((index, caption, split, reason, message, n, raw))
+
+
+# ----------------------------------------------------------------------------- reading
+def _clean_path(value: object) -> tuple[str | None, str]:
+    """A raw image path as a POSIX path relative to the image root, or (None, why not)."""
+    if not isinstance(value, str) or not value.strip():
+        return None, f"image path {json.dumps(value)} is not a non-empty string"
+    if "\\" not in value and not value.startswith((".", "/")) and "/." not in value and "//" not in value:
+        return value, ""
+    path = value.replace("\\", "/")
+    if path.startswith("/") or path[1:2] == ":":
+        return None, f"image path {value!r} is absolute; paths must be relative to the image root"
+    path = posixpath.normpath(path)
+    if path in (".", "..") or path.startswith("../"):
+        return None, f"image path {value!r} escapes the image root"
+    return path, ""
+
+
+def _as_id(value: object) -> int | None:
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
+    """Check every record of ``text``; keep the good ones in order, reject the rest."""
+    parsed = _Parsed()
+    key = spec.image_key
+    required = (key, *REQUIRED_KEYS)
+    first_use: dict[str, int] = {}
+    missing = object()
+    for index, start, end, record in iter_records(path, text):
+        parsed.records += 1
+        if type(record) is not dict:
+            kind = "list" if isinstance(record, list) else type(record).__name__
+            parsed.reject(index, None, None, "not_a_record", f"record {index} is a JSON {kind}, not an object", 0, text[start:end])
+            continue
+        captions = record.get("captions", missing)
+        n_raw = 0 if captions is missing else len(captions) if type(captions) is list else 1
+        parsed.captions_total += n_raw
+        absent = [name for name in required if name not in record]
+        if absent:
+            parsed.reject(index, None, None, "missing_key", f"record {index} has no {', '.join(absent)}", n_raw, text[start:end])
+            continue
+        raw_split = record["split"]
+        split = spec.split_of(raw_split)
+        if split is not raw_split:
+            parsed.unknown_splits[raw_split if isinstance(raw_split, str) else json.dumps(raw_split)] += 1
+        raw_id = _as_id(record["id"])
+        if raw_id is None:
+            message = f"record {index} has id {json.dumps(record['id'])}, not an integer"
+            parsed.reject(index, None, split, "bad_id", message, n_raw, text[start:end])
+            continue
+        if type(record["id"]) is not int:
+            parsed.quirks["ids_as_text"] += 1
+        image, problem = _clean_path(record[key])
+        if image is None:
+            parsed.reject(index, None, split, "bad_path", f"record {index}: {problem}", n_raw, text[start:end])
+            continue
+        first = first_use.setdefault(image, index)
+        if first != index:
+            message = f"record {index} uses image {image}, already used by record {first}"
+            parsed.reject(index, None, split, "duplicate_image", message, n_raw, text[start:end])
+            continue
+        if type(captions) is str:
+            parsed.quirks["captions_as_string"] += 1
+            captions = [captions]
+        elif type(captions) is not list:
+            message = f"record {index} has captions of type {type(captions).__name__}, expected a list of strings"
+            parsed.reject(index, None, split, "bad_captions", message, n_raw, text[start:end])
+            continue
+        if not captions:
+            parsed.reject(index, None, split, "no_captions", f"record {index} has an empty captions list", 0, text[start:end])
+            continue
+        kept = []
+        for position, caption in enumerate(captions):
+            if type(caption) is not str:
+                message = f"record {index} caption {position} is {json.dumps(caption)[:40]}, not a string"
+                parsed.reject(index, position, split, "bad_caption", message, 1, text[start:end])
+                continue
+            normal = " ".join(caption.split())
+            if not normal:
+                message = f"record {index} caption {position} is empty or only whitespace"
+                parsed.reject(index, position, split, "empty_caption", message, 1, text[start:end])
+                continue
+            if normal == caption:
+                normal = caption  # share the string object: half the memory for clean captions
+            else:
+                parsed.quirks["captions_whitespace_normalised"] += 1
+            kept.append((position, caption, normal))
+        if kept:
+            parsed.raw_index.append(index)
+            parsed.split.append(split)
+            parsed.raw_id.append(raw_id)
+            parsed.path.append(image)
+            parsed.captions.append(kept)
+            parsed.texts.append((start, end))
+    return parsed
+
+
+# ----------------------------------------------------------------------------- images
+def _check_images(parsed: _Parsed, image_root: Path, text: str, jobs: int) -> list[tuple[int, int] | None]:
+    """Image sizes for the kept records; records whose image is missing or unreadable are rejected (None)."""
+    headers = read_headers([image_root / p for p in parsed.path], jobs=jobs)
+    sizes: list[tuple[int, int] | None] = []
+    for k, header in enumerate(headers):
+        if header.problem is None:
+            sizes.append((header.width, header.height))  # type: ignore[arg-type]
+            continue
+        start, end = parsed.texts[k]
+        index = parsed.raw_index[k]
+        message = f"record {index}: {header.detail}: {image_root.name}/{parsed.path[k]}"
+        parsed.reject(index, None, parsed.split[k], header.problem, message, len(parsed.captions[k]), text[start:end])
+        sizes.append(None)
+    return sizes
+
+
+# ----------------------------------------------------------------------------- tables
+def _manifest(parsed: _Parsed, sizes: list[tuple[int, int] | None] | None, dictionary: list[str]) -> tuple[pa.Table, dict]:
+    """The manifest table in raw order, and ids / images / captions per split."""
+    code = {name: i for i, name in enumerate(dictionary)}
+    pids: dict[str, dict[int, int]] = {name: {} for name in dictionary}
+    images = dict.fromkeys(dictionary, 0)
+    pairs = dict.fromkeys(dictionary, 0)
+    cols: dict[str, list] = {name: [] for name in MANIFEST_SCHEMA.names}
+    for k, kept in enumerate(parsed.captions):
+        size = sizes[k] if sizes is not None else (None, None)
+        if size is None:
+            continue
+        split = parsed.split[k]
+        ids = pids[split]
+        n = len(kept)
+        start = pairs[split]
+        pairs[split] = start + n
+        cols["pair_index"].extend(range(start, start + n))
+        cols["split"].extend([code[split]] * n)
+        cols["raw_id"].extend([parsed.raw_id[k]] * n)
+        cols["pid"].extend([ids.setdefault(parsed.raw_id[k], len(ids))] * n)
+        cols["image_index"].extend([images[split]] * n)
+        images[split] += 1
+        cols["image_path"].extend([parsed.path[k]] * n)
+        cols["width"].extend([size[0]] * n)
+        cols["height"].extend([size[1]] * n)
+        for position, raw, normal in kept:
+            cols["caption_index"].append(position)
+            cols["caption_raw"].append(raw)
+            cols["caption"].append(normal)
+    arrays = []
+    for f in MANIFEST_SCHEMA:
+        values = cols.pop(f.name)
+        if f.name == "split":
+            arrays.append(pa.DictionaryArray.from_arrays(pa.array(values, pa.int32()), pa.array(dictionary, pa.string())))
+        else:
+            arrays.append(pa.array(values, f.type))
+    counts = {s: {"ids": len(pids[s]), "images": images[s], "captions": pairs[s]} for s in dictionary}
+    return pa.Table.from_arrays(arrays, schema=MANIFEST_SCHEMA), counts
+
+
+def _rejects(parsed: _Parsed) -> pa.Table:
+    parsed.rejects.sort(key=lambda row: (row[0], -1 if row[1] is None else row[1]))
+    columns = list(zip(*parsed.rejects)) if parsed.rejects else [[] for _ in REJECTS_SCHEMA]
+    return pa.Table.from_arrays([pa.array(list(c), f.type) for c, f in zip(columns, REJECTS_SCHEMA)], schema=REJECTS_SCHEMA)
+
+
+def _warnings(spec: DatasetSpec, parsed: _Parsed, counts: dict) -> list[str]:
+    warnings = []
+    if parsed.unknown_splits:
+        values = ", ".join(f"{value!r} x{n:,}" for value, n in parsed.unknown_splits.most_common())
+        known = " / ".join(spec.splits)
+        warnings.append(f"split values other than {known} were mapped to {spec.fallback_split} ({spec.split_rule}): {values}")
+    if parsed.quirks["captions_as_string"]:
+        warnings.append(f"{parsed.quirks['captions_as_string']:,} records give captions as a string; each was kept as one caption")
+    differences = []
+    for split, published in spec.published.items():
+        got = counts.get(split, {})
+        for kind, expected in zip(("ids", "images", "captions"), published):
+            if got.get(kind, 0) != expected:
+                differences.append(f"{split} {kind} {got.get(kind, 0):,} (published {expected:,})")
+    if differences:
+        warnings.append(f"counts differ from the published {spec.name} figures: " + "; ".join(differences))
+    return warnings
+
+
+# ----------------------------------------------------------------------------- the stage
+def find_annotations(spec: DatasetSpec, root: Path, annotations: Path | None) -> Path:
+    """``annotations`` if given, else the first of the dataset's known file names found in ``root``."""
+    if annotations is not None:
+        if not annotations.is_file():
+            raise UserError("annotation file not found; check the --annotations path", path=annotations)
+        return annotations
+    if not root.is_dir():
+        raise UserError(f"dataset root not found; pass the folder holding {spec.annotation_files[0]} and imgs/ as --root", path=root)
+    for name in spec.annotation_files:
+        if (root / name).is_file():
+            return root / name
+    looked = ", ".join(spec.annotation_files)
+    raise UserError(f"no {spec.name} annotation file here (looked for {looked}); put it there or pass --annotations FILE", path=root)
+
+
+def prepare_dataset(
+    dataset: str,
+    root: str | Path,
+    annotations: str | Path | None = None,
+    out: str | Path | None = None,
+    check_images: bool = True,
+    jobs: int | None = None,
+    force: bool = False,
+) -> PrepareResult:
+    """Turn a dataset's raw annotation file into manifest.parquet, rejects.parquet and stats.json.
+
+    ``root`` holds the annotation file and ``imgs/``; ``annotations`` overrides where the file is.
+    ``out`` defaults to ``data_manifests/<DATASET>``. With ``check_images`` every image header is read
+    (``jobs`` processes) for width/height, and records whose image is missing or unreadable are
+    rejected. Does nothing when the outputs are fresh, unless ``force``.
+    """
+    spec = get_spec(dataset)
+    root = Path(root)
+    source = find_annotations(spec, root, Path(annotations) if annotations is not None else None)
+    out_dir = Path(out) if out is not None else layout.dataset_dir(spec.name)
+    paths = out_dir / layout.MANIFEST, out_dir / layout.REJECTS, out_dir / layout.STATS
+    options = {"dataset": spec.name, "root": str(root.resolve()), "check_images": bool(check_images)}
+    inputs = {"annotations": source}
+    if not force and all(p.exists() for p in paths[1:]) and store.is_fresh(paths[0], stage=STAGE, options=options, inputs=inputs):
+        return PrepareResult(out_dir, *paths, stats=json.loads(paths[2].read_text()), up_to_date=True)
+    image_root = root / spec.image_dir
+    if check_images and not image_root.is_dir():
+        raise UserError(f"image folder not found; put the {spec.name} images there or pass --no-check-images", path=image_root)
+
+    text = read_text(source)
+    parsed = _read(spec, source, text)
+    sizes = _check_images(parsed, image_root, text, jobs or os.cpu_count() or 1) if check_images else None
+    del text
+    dictionary = [s for s in SPLITS if s in spec.splits or s == spec.fallback_split]
+    manifest, counts = _manifest(parsed, sizes, dictionary)
+    rejects = _rejects(parsed)
+    rejected = Counter()
+    for row in parsed.rejects:
+        rejected[row[3], "rows"] += 1
+        rejected[row[3], "captions"] += row[5]
+    stats = {
+        "dataset": spec.name,
+        "annotations": str(source),
+        "images_checked": bool(check_images),
+        "raw": {"records": parsed.records, "captions": parsed.captions_total},
+        "splits": counts,
+        "kept_captions": manifest.num_rows,
+        "rejected_captions": sum(row[5] for row in parsed.rejects),
+        "rejects": {r: {"rows": rejected[r, "rows"], "captions": rejected[r, "captions"]} for r in REASONS if rejected[r, "rows"]},
+        "quirks": {**dict(parsed.quirks), "unknown_split_values": dict(parsed.unknown_splits)},
+        "published": {s: dict(zip(("ids", "images", "captions"), v)) for s, v in spec.published.items()},
+        "warnings": _warnings(spec, parsed, counts),
+    }
+    extra = {"stats": {"splits": counts, "raw": stats["raw"]}}
+    store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=inputs)
+    store.write_json_atomic(paths[2], stats)
+    store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=inputs, extra=extra)
+    return PrepareResult(out_dir, *paths, stats=stats)
+
+
+# ----------------------------------------------------------------------------- reporting
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    cells = [header] + [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+
+
+def format_summary(stats: dict[str, Any]) -> str:
+    """The end-of-run table: ids / images / captions per split, then rejects by reason."""
+    splits = stats["splits"]
+    rows = [[s, c["ids"], c["images"], c["captions"]] for s, c in splits.items()]
+    rows.append(["total", sum(c["ids"] for c in splits.values()), sum(c["images"] for c in splits.values()), stats["kept_captions"]])
+    lines = [f"{stats['dataset']}: {stats['raw']['records']:,} records, {stats['raw']['captions']:,} captions in {stats['annotations']}"]
+    lines += _table(["split", "ids", "images", "captions"], rows)
+    if stats["rejects"]:
+        reasons = [[r, v["rows"], v["captions"]] for r, v in stats["rejects"].items()]
+        lines += ["", *_table(["rejected", "rows", "captions"], reasons)]
+    else:
+        lines.append("no rejects")
+    return "\n".join(lines)
+
+
+def summarise_manifest(table: pa.Table, provenance: dict[str, Any]) -> list[str]:
+    """`tir info` lines for a manifest: ids / images / captions per split."""
+    grouped = table.group_by("split").aggregate(
+        [("pid", "count_distinct"), ("image_index", "count_distinct"), ("pair_index", "count")]
+    )
+    order = {s: i for i, s in enumerate(SPLITS)}
+    columns = ("split", "pid_count_distinct", "image_index_count_distinct", "pair_index_count")
+    rows = sorted((list(row) for row in zip(*(grouped.column(c).to_pylist() for c in columns))), key=lambda r: order.get(r[0], 9))
+    checked = "read from image headers" if pc.count(table.column("width")).as_py() else "not checked"
+    dataset = (provenance or {}).get("options", {}).get("dataset", "?")
+    return [f"  {dataset} manifest (image sizes {checked}):", *("    " + line for line in _table(["split", "ids", "images", "captions"], rows))]

@@ -1,0 +1,89 @@
+"""Stream the records of a raw annotation file (a JSON list of objects) one at a time.
+
+Decoding record by record keeps each record's exact JSON text (for rejects.parquet), lets the caller
+drop keys it does not use (``processed_tokens``) as it goes, and turns every file-level problem into a
+one-line UserError that names the file, the line/column and the record where there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tir.errors import UserError
+
+_WS = re.compile(r"[ \t\n\r]*")
+_FIX = "re-download or re-extract the annotation file, or pass the right one with --annotations"
+
+
+def read_text(path: Path) -> str:
+    """The file's text (UTF-8, a leading BOM dropped), or a one-line UserError."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"annotation file not found; {_FIX}", path=path) from None
+    except OSError as error:
+        raise UserError(f"cannot read the annotation file ({error.strerror}); check its permissions", path=path) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"not UTF-8 text (bad byte at offset {error.start}), so not a JSON annotation file; {_FIX}", path=path) from None
+
+
+def _where(text: str, pos: int) -> str:
+    line = text.count("\n", 0, pos) + 1
+    return f"line {line} column {pos - text.rfind(chr(10), 0, pos)}"
+
+
+def _decode_error(path: Path, text: str, error: json.JSONDecodeError, record: int | None) -> UserError:
+    inside = f" in record {record}" if record is not None else ""
+    if error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated string"):
+        return UserError(f"JSON ends early at {_where(text, error.pos)}{inside}: the file looks truncated; {_FIX}", path=path)
+    return UserError(f"not valid JSON at {_where(text, error.pos)}{inside} ({error.msg}); {_FIX}", path=path)
+
+
+def iter_records(path: Path, text: str) -> Iterator[tuple[int, int, int, Any]]:
+    """Yield ``(record_index, start, end, value)`` for each element of the top-level JSON list.
+
+    ``text[start:end]`` is the element's exact JSON text. Raises UserError when the text is not JSON,
+    is truncated, has data after the list, or its top level is not a list.
+    """
+    decoder = json.JSONDecoder(strict=False)  # tolerate raw tabs/newlines inside captions
+    pos = _WS.match(text).end()
+    if pos == len(text):
+        raise UserError(f"the file is empty, expected a JSON list of records; {_FIX}", path=path)
+    if text[pos] != "[":
+        try:
+            value, _ = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as error:
+            raise _decode_error(path, text, error, None) from None
+        kind = {dict: "object", str: "string"}.get(type(value), type(value).__name__)
+        raise UserError(f"the top level is a JSON {kind}, expected a list of records; {_FIX}", path=path)
+    pos = _WS.match(text, pos + 1).end()
+    index = 0
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            try:
+                value, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as error:
+                raise _decode_error(path, text, error, index) from None
+            yield index, pos, end, value
+            index += 1
+            pos = _WS.match(text, end).end()
+            if text.startswith(",", pos):
+                pos = _WS.match(text, pos + 1).end()
+                continue
+            if text.startswith("]", pos):
+                pos += 1
+                break
+            if pos >= len(text):
+                raise UserError(f"JSON ends early after record {index - 1}: the file looks truncated; {_FIX}", path=path)
+            raise UserError(f"not valid JSON at {_where(text, pos)} after record {index - 1} (expected ',' or ']'); {_FIX}", path=path)
+    pos = _WS.match(text, pos).end()
+    if pos != len(text):
+        raise UserError(f"not valid JSON at {_where(text, pos)}: extra data after the list of records; {_FIX}", path=path)
