@@ -1,0 +1,155 @@
+"""RDE: Triplet Alignment Loss, Confident Consensus Division, and the method on a tiny model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tir.training import ccd
+from tir.training.losses_rde import tal_per_sample, weighted_tal
+from tir.training.methods.base import EpochContext, StepContext
+from tir.training.methods.rde import Rde
+from tir.training.model import build_backbone
+
+torch.set_num_threads(1)
+
+
+def tal_loop(image, text, pids, tau, margin):
+    """The TAL formula written out pair by pair."""
+    image = torch.nn.functional.normalize(image, dim=-1)
+    text = torch.nn.functional.normalize(text, dim=-1)
+    n = len(pids)
+    scores = (text @ image.t()).tolist()
+    losses = []
+    for i in range(n):
+        total = 0.0
+        for rows in (scores, [list(col) for col in zip(*scores)]):  # text->image, then image->text
+            positives = [j for j in range(n) if pids[j] == pids[i]]
+            negatives = [j for j in range(n) if pids[j] != pids[i]]
+            z = sum(math.exp(rows[i][j] / tau) for j in positives)
+            pulled = sum(math.exp(rows[i][j] / tau) / z * rows[i][j] for j in positives)
+            pushed = tau * math.log(sum(math.exp(rows[i][j] / tau) for j in negatives)) if negatives else -math.inf
+            total += max(0.0, margin - pulled + pushed)
+        losses.append(total)
+    return torch.tensor(losses)
+
+
+@pytest.mark.parametrize("tau", [0.015, 0.5])
+def test_tal_matches_loop(tau: float) -> None:
+    generator = torch.Generator().manual_seed(0)
+    image, text = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)
+    pids = torch.tensor([0, 1, 0, 2, 2, 3])
+    got = tal_per_sample(image, text, pids, tau=tau, margin=0.1)
+    assert torch.allclose(got.double(), tal_loop(image, text, pids.tolist(), tau, 0.1).double(), atol=1e-4)
+
+
+def test_tal_without_negatives_is_zero_with_finite_gradient() -> None:
+    image = torch.randn(3, 4, requires_grad=True)
+    loss, per_sample = weighted_tal(image, torch.randn(3, 4), torch.zeros(3, dtype=torch.long), torch.ones(3))
+    loss.backward()
+    assert per_sample.eq(0).all() and torch.isfinite(image.grad).all()
+
+
+def test_tal_weights_select_pairs() -> None:
+    generator = torch.Generator().manual_seed(1)
+    image, text = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
+    pids = torch.arange(5)
+    weights = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])
+    loss, per_sample = weighted_tal(image, text, pids, weights)
+    assert loss.item() == pytest.approx(per_sample[[0, 2, 4]].sum().item(), rel=1e-6)
+
+
+def synthetic_losses(seed: int, n: int = 2000, noise: float = 0.4):
+    rng = np.random.default_rng(seed)
+    noisy = rng.random(n) < noise
+    losses = np.where(noisy, rng.normal(3.0, 0.4, n), rng.normal(1.0, 0.3, n))
+    return losses, noisy
+
+
+def test_gmm_recovers_noisy_set() -> None:
+    losses, noisy = synthetic_losses(0)
+    clean = ccd.clean_probability(losses, seed=0) > 0.5
+    scores = ccd.detection_scores(~clean, noisy)
+    assert scores["precision"] > 0.98 and scores["recall"] > 0.98
+    weights, _, _ = ccd.divide(losses, losses.copy(), seed=0)  # agreeing embeddings: no coin flips
+    assert np.array_equal(weights == 0, ~clean)
+
+
+def test_consensus_rule_and_determinism() -> None:
+    a = np.array([True, True, False, False] * 500)
+    b = np.array([True, False, True, False] * 500)
+    weights = ccd.consensus_weights(a, b, seed=3)
+    assert (weights[a & b] == 1).all() and (weights[~a & ~b] == 0).all()
+    disagree = weights[a != b]
+    assert 0.4 < disagree.mean() < 0.6  # a fair coin
+    assert np.array_equal(weights, ccd.consensus_weights(a, b, seed=3))
+    assert not np.array_equal(weights, ccd.consensus_weights(a, b, seed=4))
+    losses, _ = synthetic_losses(2)
+    first, second = ccd.divide(losses, losses[::-1].copy(), seed=5), ccd.divide(losses, losses[::-1].copy(), seed=5)
+    assert all(np.array_equal(x, y) for x, y in zip(first, second))
+
+
+def test_minmax_and_constant_losses() -> None:
+    assert ccd.minmax(np.array([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
+    assert ccd.clean_probability(np.full(10, 0.7)).tolist() == [1.0] * 10
+    assert ccd.detection_scores(np.array([True, False]), np.array([False, False])) == {"precision": 0.0, "recall": 1.0}
+
+
+def tiny_rde(**options) -> Rde:
+    torch.manual_seed(0)
+    return Rde(build_backbone("tir-micro"), num_classes=4, tse_dim=32, **options)
+
+
+def batch(n: int = 6, start: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(start)
+    text = torch.zeros(n, 12, dtype=torch.long)
+    text[:, 0] = 49406
+    text[:, 1:6] = torch.randint(1, 400, (n, 5), generator=generator)
+    text[:, 6] = 49407
+    return {
+        "images": torch.randn(n, 3, 64, 32, generator=generator),
+        "text": text,
+        "pids": torch.arange(start, start + n) % 4,
+        "index": torch.arange(start, start + n),
+    }
+
+
+def test_rde_forward_backward_and_ccd_pass() -> None:
+    method = tiny_rde()
+    method.train()
+    out = method(batch(), StepContext(epoch=0, step=0, seed=0))
+    (out["loss_bge"] + out["loss_tse"]).backward()
+    assert method.image_select.linear.weight.grad is not None
+    assert out["trusted"].item() == 1.0
+
+    truth = torch.zeros(12, dtype=torch.bool)
+    truth[[1, 7]] = True
+    context = EpochContext(epoch=0, device=torch.device("cpu"), seed=0, num_train=12,
+                           clean_batches=lambda: iter([batch(6, 0), batch(6, 6)]), noise_truth=truth)
+    metrics = method.on_epoch_start(context)
+    assert method.training  # train mode restored
+    assert {"ccd_precision", "ccd_recall", "ccd_trusted"} <= set(metrics)
+    assert method.pair_weights.shape == (12,) and set(method.pair_weights.tolist()) <= {0.0, 1.0}
+    again = tiny_rde()
+    again.load_state_dict(method.state_dict())
+    assert again.on_epoch_start(context) == metrics  # deterministic for (seed, epoch)
+    assert torch.equal(again.pair_weights, method.pair_weights)
+
+    images, text = method.encode_image(batch()["images"]), method.encode_text(batch()["text"])
+    assert set(images) == {"bge", "tse"}
+    assert method.similarity(text, images).shape == (6, 6)
+
+
+def test_eval_mode_train_flag_reproduces_published_behaviour() -> None:
+    method = tiny_rde(eval_mode_train=True, warmup_epochs=1)
+    context = EpochContext(epoch=0, device=torch.device("cpu"), seed=0, num_train=6,
+                           clean_batches=lambda: iter([batch(6, 0)]))
+    method.train()
+    assert method.on_epoch_start(context) == {}  # warm-up: no division yet
+    assert method.training and method.pair_weights is None
+    method.on_epoch_start(EpochContext(**{**context.__dict__, "epoch": 1}))
+    method.train()
+    assert not method.training  # left in eval mode, as the published code does

@@ -1,0 +1,171 @@
+"""``rde``: noisy-correspondence-robust training (RDE, CVPR 2024).
+
+Two embeddings: BGE (the CLS / end-token features) and TSE (token selection: top 30% tokens by the
+last layer's summary-token attention, Linear + MLP to 1024-d, max-pooled). Both are trained with
+the Triplet Alignment Loss (tir.training.losses_rde, tau 0.015, margin 0.1), summed over the batch
+and weighted per pair by Confident Consensus Division (tir.training.ccd), which runs in
+``on_epoch_start``: per-pair BGE and TSE losses over the un-augmented train set, without gradients,
+each split clean/noisy by a 2-component GMM, consensus weights for the epoch that follows.
+Test similarity: the mean of the BGE and TSE cosine similarities.
+
+Distributed: each rank scores the pairs ``clean_batches()`` gives it; the losses are summed over
+ranks (by train-set position), so every rank fits the same seeded GMMs and gets the same weights.
+Published RDE leaves the model in eval mode after the CCD pass; tir trains in train mode unless
+``eval_mode_train`` is set (then ``train()`` keeps the method in eval mode once CCD has run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from tir.training import ccd
+from tir.training.distributed import is_distributed
+from tir.training.heads.token_selection import TokenSelectionEmbedding
+from tir.training.losses_rde import tal_per_sample, weighted_tal
+from tir.training.methods.base import EpochContext, Features, Method, StepContext, register
+from tir.training.model import Backbone
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 32-bit seed for (run seed, epoch): the GMM initialisation and the consensus coin flips."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+@register
+class Rde(Method):
+    """Options: ``tau`` 0.015, ``margin`` 0.1, ``select_ratio`` 0.3, ``tse_dim`` 1024, ``bge_weight`` /
+    ``tse_weight`` 1.0, ``warmup_epochs`` 0 (epochs before CCD starts; RDE: 0), ``gmm_max_iter`` 100,
+    ``gmm_tol`` 1e-4, ``gmm_reg_covar`` 1e-6, ``eval_mode_train`` false (RDE's flaw, off)."""
+
+    name = "rde"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        tau: float = 0.015,
+        margin: float = 0.1,
+        select_ratio: float = 0.3,
+        tse_dim: int = 1024,
+        bge_weight: float = 1.0,
+        tse_weight: float = 1.0,
+        warmup_epochs: int = 0,
+        gmm_max_iter: int = 100,
+        gmm_tol: float = 1e-4,
+        gmm_reg_covar: float = 1e-6,
+        eval_mode_train: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.tau, self.margin = tau, margin
+        self.bge_weight, self.tse_weight = bge_weight, tse_weight
+        self.warmup_epochs = warmup_epochs
+        self.gmm = ccd.GmmSettings(gmm_max_iter, gmm_tol, gmm_reg_covar)
+        self.eval_mode_train = eval_mode_train
+        self.divided = False  # whether a CCD pass has run (for eval_mode_train)
+        dim = backbone.embed_dim
+        self.image_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
+        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
+        self.pair_weights: torch.Tensor | None = None  # per train-dataset position; None = all 1
+
+    def new_modules(self) -> list[nn.Module]:
+        return [self.image_select, self.text_select]
+
+    def train(self, mode: bool = True) -> "Rde":
+        return super().train(mode and not (self.eval_mode_train and self.divided))
+
+    # ------------------------------------------------------------------ features
+    def _embed(self, images: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        image = self.backbone.encode_image(images, attention=True)
+        caption = self.backbone.encode_text(text, attention=True)
+        image_tse = self.image_select(image["tokens"], image["attention"], image["valid"])
+        text_tse = self.text_select(caption["tokens"], caption["attention"], caption["valid"])
+        return image["global"], caption["global"], image_tse, text_tse
+
+    def _weights(self, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+        if self.pair_weights is None:
+            return torch.ones(index.shape[0], device=device)
+        return self.pair_weights[index.cpu()].to(device)
+
+    def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
+        image_bge, text_bge, image_tse, text_tse = self._embed(batch["images"], batch["text"])
+        pids = batch["pids"]
+        weights = self._weights(batch["index"], image_bge.device)
+        loss_bge, _ = weighted_tal(image_bge, text_bge, pids, weights, self.tau, self.margin)
+        loss_tse, _ = weighted_tal(image_tse, text_tse, pids, weights, self.tau, self.margin)
+        return {
+            "loss_bge": self.bge_weight * loss_bge,
+            "loss_tse": self.tse_weight * loss_tse,
+            "trusted": weights.mean(),
+        }
+
+    # ------------------------------------------------------------------ consensus division
+    @torch.no_grad()
+    def pair_losses(self, context: EpochContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-pair BGE and TSE losses over the train set (and which positions were scored)."""
+        device = context.device
+        totals = torch.zeros(3, context.num_train, dtype=torch.float64, device=device)  # bge, tse, count
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+        for batch in context.clean_batches():
+            index = batch["index"].to(device)
+            pids = batch["pids"].to(device)
+            with autocast:
+                image_bge, text_bge, image_tse, text_tse = self._embed(batch["images"].to(device), batch["text"].to(device))
+            totals[0].index_add_(0, index, tal_per_sample(image_bge, text_bge, pids, self.tau, self.margin).double())
+            totals[1].index_add_(0, index, tal_per_sample(image_tse, text_tse, pids, self.tau, self.margin).double())
+            totals[2].index_add_(0, index, torch.ones_like(index, dtype=torch.float64))
+        if is_distributed():
+            dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+        totals = totals.cpu().numpy()
+        seen = totals[2] > 0
+        count = np.maximum(totals[2], 1)
+        return totals[0] / count, totals[1] / count, seen
+
+    def on_epoch_start(self, context: EpochContext) -> dict[str, float]:
+        """Run CCD (after ``warmup_epochs``): set this epoch's pair weights; report detection scores."""
+        if context.epoch < self.warmup_epochs:
+            self.pair_weights = None
+            return {}
+        was_training = self.training
+        self.eval()
+        losses_bge, losses_tse, seen = self.pair_losses(context)
+        self.divided = True
+        self.train(was_training)  # stays in eval mode when eval_mode_train (RDE's published behaviour)
+        seed = epoch_seed(context.seed, context.epoch)
+        weights, clean_bge, clean_tse = ccd.divide(losses_bge[seen], losses_tse[seen], seed, self.gmm)
+        full = np.ones(context.num_train, dtype=np.float32)  # positions not scored are trusted
+        full[seen] = weights
+        self.pair_weights = torch.from_numpy(full)
+        metrics = {
+            "ccd_trusted": float(weights.mean()),
+            "ccd_clean_bge": float(clean_bge.mean()),
+            "ccd_clean_tse": float(clean_tse.mean()),
+        }
+        if context.noise_truth is not None:
+            truth = context.noise_truth.cpu().numpy().astype(bool)[seen]
+            scores = ccd.detection_scores(weights == 0, truth)
+            metrics.update(ccd_precision=scores["precision"], ccd_recall=scores["recall"])
+        return metrics
+
+    # ------------------------------------------------------------------ test time
+    def _normalised(self, bge: torch.Tensor, tse: torch.Tensor) -> Features:
+        return {"bge": F.normalize(bge.float(), dim=-1), "tse": F.normalize(tse.float(), dim=-1)}
+
+    def encode_image(self, images: torch.Tensor) -> Features:
+        image = self.backbone.encode_image(images, attention=True)
+        return self._normalised(image["global"], self.image_select(image["tokens"], image["attention"], image["valid"]))
+
+    def encode_text(self, text: torch.Tensor) -> Features:
+        caption = self.backbone.encode_text(text, attention=True)
+        return self._normalised(caption["global"], self.text_select(caption["tokens"], caption["attention"], caption["valid"]))
+
+    def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
+        bge = text_features["bge"] @ image_features["bge"].t()
+        tse = text_features["tse"] @ image_features["tse"].t()
+        return (bge + tse) / 2
