@@ -1,3 +1,4 @@
 """The registered methods; importing this package registers all of them (see base.METHODS)."""
 
 from . import clip, hkgr, irra  # noqa: F401
+from . import rde  # noqa: F401
