@@ -1,0 +1,124 @@
+"""Word lists for pedestrian descriptions: who the person is, what they wear, what describes it.
+
+Plain data used by the rules; every entry is lower case.
+"""
+
+from __future__ import annotations
+
+PERSON_NOUNS = frozenset(
+    "man woman lady girl boy kid male female person individual student guy gentleman child teenager teen "
+    "adult pedestrian someone somebody people worker men women ladies girls boys guys gentlemen".split()
+)
+# pronoun -> the person head used when the caption never names the person
+PERSON_PRONOUNS = {
+    "he": "man", "him": "man", "himself": "man", "she": "woman", "her": "woman", "herself": "woman",
+    "they": "person", "them": "person", "who": "person", "whom": "person",
+}
+POSSESSIVES = frozenset("his her their its my your whose".split())
+IT_PRONOUNS = frozenset("it".split())
+
+PLURAL_ONLY = frozenset(
+    "pants jeans shorts glasses sunglasses trousers leggings slacks capris clothes bangs woods tights "
+    "overalls sweatpants joggers khakis spectacles goggles".split()
+)
+# words written apart or misspelt -> the normalised head
+SPELLING = {
+    "t shirt": "t-shirt", "tshirt": "t-shirt", "t-shirt": "t-shirt", "tee shirt": "t-shirt", "tee-shirt": "t-shirt",
+    "teeshirt": "t-shirt", "t-shirts": "t-shirt", "tshirts": "t-shirt", "tee": "t-shirt", "tees": "t-shirt",
+    "back pack": "backpack", "back-pack": "backpack", "backpacks": "backpack", "hand bag": "handbag",
+    "hand-bag": "handbag", "handbg": "handbag", "hand bags": "handbag", "pony tail": "ponytail", "pony-tail": "ponytail",
+    "flip flop": "flip-flop", "flip flops": "flip-flop", "flip-flops": "flip-flop", "flipflops": "flip-flop",
+    "sun glasses": "sunglasses", "sweat shirt": "sweatshirt", "sweat-shirt": "sweatshirt", "rain coat": "raincoat",
+    "sweat pants": "sweatpants", "sweat-pants": "sweatpants", "polo shirt": "polo shirt", "hoody": "hoodie",
+    "cellphone": "phone", "cell-phone": "phone", "headphone": "headphones", "earphone": "earphones",
+    "wristwatch": "watch", "bicycle": "bicycle", "snekers": "sneaker", "sneakers": "sneaker",
+    "sihrt": "shirt", "shrit": "shirt", "shirst": "shirt", "shoe's": "shoe", "jens": "jeans", "jeanes": "jeans",
+    "pans": "pants", "pnts": "pants", "trouser": "trousers", "legging": "leggings", "capri": "capris",
+    "sandles": "sandal", "sandle": "sandal", "jaket": "jacket", "jackte": "jacket", "sweather": "sweater",
+    "bagpack": "backpack", "backbag": "backpack", "blazer": "blazer", "shoues": "shoe", "shose": "shoe",
+    "sleeves": "sleeve", "trainers": "sneaker",
+}
+# two-token sequences that form one head (merged before parsing)
+JOINED = frozenset(k for k in SPELLING if " " in k)
+
+GARMENTS = frozenset(
+    "shirt t-shirt blouse top jacket coat sweater hoodie sweatshirt vest dress skirt pants jeans shorts trousers "
+    "leggings slacks capris shoe sneaker boot sandal slipper heel flip-flop loafer hat cap beanie scarf glove "
+    "sock stocking tights belt tie suit uniform cardigan blazer jumpsuit overalls tank outfit clothes windbreaker "
+    "parka raincoat poncho apron robe gown jersey polo tunic kimono sweatpants joggers headband bandana hood "
+    "collar sleeve pocket zipper strap button logo stripe pattern print graphic writing design letter word "
+    "backpack bag handbag purse wallet umbrella phone bottle glasses sunglasses watch bracelet necklace earring "
+    "mask helmet headphones earphones scooter bike bicycle motorcycle stroller suitcase luggage box cup "
+    "camera book paper folder laptop tablet wheelchair cart basket sole trim hem lace shoelace ponytail".split()
+)
+# things worn or carried on the body (a list "in a shirt, jeans, ..." only continues with these)
+WEARABLES = frozenset(
+    "shirt t-shirt blouse top jacket coat sweater hoodie sweatshirt vest dress skirt pants jeans shorts trousers "
+    "leggings slacks capris shoe sneaker boot sandal slipper heel flip-flop loafer hat cap beanie scarf glove "
+    "sock stocking tights belt tie suit uniform cardigan blazer jumpsuit overalls tank outfit clothes windbreaker "
+    "parka raincoat poncho apron robe gown jersey polo tunic kimono sweatpants joggers headband bandana "
+    "backpack bag handbag purse glasses sunglasses watch bracelet necklace earring mask helmet headphones".split()
+)
+BODY_PARTS = frozenset(
+    "hair head face arm hand shoulder leg foot knee waist neck back ear wrist finger beard mustache moustache "
+    "ponytail bangs bun braid eye mouth nose chest hip body side skin forehead elbow ankle thigh calf toe".split()
+)
+# garment parts and printed items: after `with` they belong to the garment, not the person
+GARMENT_PARTS = frozenset(
+    "sleeve sole trim hood zipper pocket strap button collar logo pattern print graphic writing design letter "
+    "word image picture stripe dot stripes dots cuff lining hem lace fur buckle drawstring emblem text number "
+    "flower flowers star heart decoration detail details accent patch badge wording lettering name brand".split()
+)
+LOCATION_NOUNS = frozenset(
+    "front side top bottom middle center centre area part left right end edge corner rest toe underside view "
+    "background foreground distance direction way place time".split()
+)
+NON_OBJECTS = frozenset(
+    "color colour shade tone style kind sort type lot bit one pair piece set length size shape look appearance "
+    "fashion manner photo photograph picture".split()
+) | LOCATION_NOUNS
+
+COLOURS = frozenset(
+    "black white gray grey red blue green yellow orange purple pink brown tan beige khaki navy maroon violet "
+    "cream silver gold golden teal turquoise burgundy olive magenta cyan lavender indigo ivory charcoal coral "
+    "peach mint blond blonde brunette auburn ginger dark light bright pale multicolored multi-colored "
+    "colorful colourful blueish bluish greenish reddish pinkish grayish greyish brownish yellowish purplish "
+    "whitish blackish camel crimson rust mustard salmon denim-blue plum".split()
+)
+SHADES = frozenset("dark light bright pale deep medium lighter darker navy royal baby sky hot neon dull dusty soft faded".split())
+MATERIALS = frozenset(
+    "jean denim leather plastic cotton wool woolen woollen silk suede fur furry knit knitted lace canvas nylon "
+    "corduroy velvet linen rubber metal straw fleece mesh satin cloth paper".split()
+)
+# words that are never attributes (determiners, numbers, age, gender, race, position, brands, relational)
+NOT_ATTRIBUTES = frozenset(
+    "a an the some any both two three four other another second first each every several many few all no "
+    "this that these those such same different matching similar young old older younger elderly adult aged "
+    "middle-aged teenage little male female boyish girlish white-skinned asian caucasian african indian "
+    "american european chinese hispanic latino fair-skinned dark-skinned light-skinned skinned left right "
+    "front back rear center central middle top bottom upper lower side inner outer nike adidas puma reebok "
+    "converse vans gucci visible unknown unclear possible main whole entire overall usual normal certain "
+    "own various full half -".split()
+)
+PERSON_ONLY_NOT_ATTRIBUTES = COLOURS | frozenset("black white brown yellow dark light fair pale tanned".split())
+
+SLEEVE_LENGTHS = {"short": "short", "long": "long", "quarter": "quarter", "3/4": "quarter", "three-quarter": "quarter",
+                  "half": "short", "cap": "cap"}
+# spelt with a space or run together -> hyphenated
+HYPHENATED = {
+    "tight fitting": "tight-fitting", "loose fitting": "loose-fitting", "button up": "button-up",
+    "button down": "button-down", "cut off": "cut-off", "see through": "see-through", "slip on": "slip-on",
+    "thigh length": "thigh-length", "knee length": "knee-length", "shoulder length": "shoulder-length",
+    "two toned": "two-toned", "two tone": "two-toned", "two-tone": "two-toned", "multi color": "multi-colored",
+    "multi colored": "multi-colored", "multicolor": "multi-colored", "multi-color": "multi-colored",
+    "multicolored": "multi-colored", "multicoloured": "multi-colored", "multi-coloured": "multi-colored",
+    "buttonup": "button-up", "buttondown": "button-down", "cutoff": "cut-off", "seethrough": "see-through",
+    "tightfitting": "tight-fitting", "stripe": "striped", "stripes": "striped", "print": "printed",
+    "plaid": "plaid", "checked": "checkered", "chequered": "checkered",
+}
+PATTERNS = frozenset("striped plaid checkered printed floral polka-dot dotted spotted camouflage camo flowered".split())
+
+# verb lemma fixes for the small model's mistakes
+VERB_LEMMAS = {"rid": "ride", "wore": "wear", "worn": "wear", "carring": "carry", "carying": "carry",
+               "holdin": "hold", "wering": "wear", "wearng": "wear", "weaing": "wear", "dressed": "dress"}
+COPULAS = frozenset("be seem appear".split())

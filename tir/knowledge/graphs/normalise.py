@@ -1,0 +1,114 @@
+"""Normalising object heads (plural-only words, spelling variants, typos) and attribute strings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from tir.knowledge.graphs.lexicon import (
+    BODY_PARTS,
+    COLOURS,
+    GARMENTS,
+    HYPHENATED,
+    MATERIALS,
+    PERSON_NOUNS,
+    PLURAL_ONLY,
+    SHADES,
+    SLEEVE_LENGTHS,
+    SPELLING,
+)
+
+# real words one edit away from a garment: never "corrected"
+_REAL_WORDS = frozenset(
+    "short shorts skirt shift shirts parts part pints paints pans means beans deans packet scandal shows "
+    "wheels heals heads beard board boats coats goats hats cats costs bats shoes shoe heels sheet sheets "
+    "slipper clipper bags bugs legs logs logo lego pockets rockets jackets racket rocket sweeter hairs pairs "
+    "chairs stairs plants hands bands band sands lands hand belt bell bolt melt felt vest best rest west test nest "
+    "cap cup cop map top tip tap cape tape caps cups tops tips shorter hood food good wood hook book boot foot "
+    "feet meet sleeves sleeve leaves slaves waist wrist twist shit shot shut sort port pout boat coat".split()
+)
+_LEXICON = tuple(sorted(GARMENTS | BODY_PARTS | PLURAL_ONLY))
+
+
+def _within_one_edit(a: str, b: str) -> bool:
+    """True when ``a`` becomes ``b`` by one insertion, deletion, substitution or adjacent swap."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return a == b
+    if len(a) == len(b):
+        diff = [k for k in range(len(a)) if a[k] != b[k]]
+        if len(diff) == 1:
+            return True
+        return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    k = 0
+    while k < len(short) and short[k] == long_[k]:
+        k += 1
+    return short[k:] == long_[k + 1 :]
+
+
+@lru_cache(maxsize=65536)
+def correct_typo(word: str) -> str | None:
+    """The lexicon word one edit away from an unknown ``word`` (5+ letters), or None."""
+    if len(word) < 5 or word in _REAL_WORDS or word in COLOURS or word in MATERIALS or not word.isalpha():
+        return None
+    singular = word[:-1] if word.endswith("s") else word
+    for candidate in _LEXICON:
+        if _within_one_edit(word, candidate) or (singular != word and _within_one_edit(singular, candidate)):
+            return candidate
+    return None
+
+
+@lru_cache(maxsize=65536)
+def normalise_head(text: str, lemma: str) -> str:
+    """The head of an object written ``text`` (lemmatised as ``lemma``): singular, variants unified."""
+    word = " ".join(text.lower().split())
+    if word in SPELLING:
+        return SPELLING[word]
+    if word in PLURAL_ONLY:
+        return word
+    lem = lemma.lower()
+    if lem in SPELLING:
+        return SPELLING[lem]
+    if word.endswith("s") and lem + "s" in PLURAL_ONLY:
+        return lem + "s"
+    if lem in GARMENTS or lem in BODY_PARTS or lem in PERSON_NOUNS:
+        return lem
+    fixed = correct_typo(word) or correct_typo(lem)
+    if fixed is not None:
+        return fixed
+    if word.endswith("-s") or (word.endswith("s") and "-" in word and lem == word):
+        return word[:-1]
+    return lem
+
+
+def is_colour(word: str) -> bool:
+    """A colour word or a shade (dark, light ...)."""
+    return word in COLOURS or word in SHADES
+
+
+def split_hyphenated(word: str) -> list[str]:
+    """Attribute strings for one hyphenated or slashed modifier token, normalised.
+
+    ``black-and-tan`` -> [black, tan]; ``dark-blue`` -> [dark blue]; ``short-sleeve`` -> [short-sleeved];
+    ``light-colored`` -> [light]; ``button-up`` -> [button-up].
+    """
+    lower = word.lower()
+    if lower in HYPHENATED:
+        return [HYPHENATED[lower]]
+    parts = [p for p in lower.replace("/", "-").replace("&", "-").split("-") if p]
+    if len(parts) >= 2 and parts[-1] in ("sleeve", "sleeves", "sleeved") and parts[-2] in SLEEVE_LENGTHS:
+        return [f"{SLEEVE_LENGTHS[parts[-2]]}-sleeved"]
+    if parts and parts[-1] in ("colored", "coloured", "color", "colour"):
+        return split_hyphenated("-".join(parts[:-1])) if len(parts) > 1 else []
+    words = [p for p in parts if p not in ("and", "or", "n")]
+    if words and all(is_colour(p) for p in words):
+        out: list[str] = []
+        k = 0
+        while k < len(words):
+            if words[k] in SHADES and k + 1 < len(words) and words[k + 1] in COLOURS and words[k + 1] not in SHADES:
+                out.append(f"{words[k]} {words[k + 1]}")
+                k += 2
+            else:
+                out.append(words[k])
+                k += 1
+        return out
+    return [lower]

