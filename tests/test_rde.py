@@ -153,3 +153,28 @@ def test_eval_mode_train_flag_reproduces_published_behaviour() -> None:
     method.on_epoch_start(EpochContext(**{**context.__dict__, "epoch": 1}))
     method.train()
     assert not method.training  # left in eval mode, as the published code does
+
+
+def _ccd_rank(rank: int, init_file: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    method = tiny_rde()
+    shard = [batch(6, 6 * rank)]  # rank r scores positions 6r .. 6r+5
+    context = EpochContext(epoch=2, device=torch.device("cpu"), seed=7, num_train=12, clean_batches=lambda: iter(shard))
+    method.on_epoch_start(context)
+    torch.save(method.pair_weights, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_ccd_under_two_processes_matches_one(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "weights")
+    mp.spawn(_ccd_rank, args=(str(tmp_path / "init"), out), nprocs=2, join=True)
+    single = tiny_rde()
+    single.on_epoch_start(EpochContext(epoch=2, device=torch.device("cpu"), seed=7, num_train=12,
+                                       clean_batches=lambda: iter([batch(6, 0), batch(6, 6)])))
+    for rank in range(2):
+        assert torch.equal(torch.load(f"{out}.{rank}"), single.pair_weights)
