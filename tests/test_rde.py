@@ -143,8 +143,8 @@ def test_rde_forward_backward_and_ccd_pass() -> None:
     assert method.similarity(text, images).shape == (6, 6)
 
 
-def test_eval_mode_train_flag_reproduces_published_behaviour() -> None:
-    method = tiny_rde(eval_mode_train=True, warmup_epochs=1)
+def test_rde_eval_mode_train_flag_reproduces_published_behaviour() -> None:
+    method = tiny_rde(rde_eval_mode_train=True, warmup_epochs=1)
     context = EpochContext(epoch=0, device=torch.device("cpu"), seed=0, num_train=6,
                            clean_batches=lambda: iter([batch(6, 0)]))
     method.train()

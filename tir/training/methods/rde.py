@@ -11,7 +11,7 @@ Test similarity: the mean of the BGE and TSE cosine similarities.
 Distributed: each rank scores the pairs ``clean_batches()`` gives it; the losses are summed over
 ranks (by train-set position), so every rank fits the same seeded GMMs and gets the same weights.
 Published RDE leaves the model in eval mode after the CCD pass; tir trains in train mode unless
-``eval_mode_train`` is set (then ``train()`` keeps the method in eval mode once CCD has run).
+``rde_eval_mode_train`` is set (then ``train()`` keeps the method in eval mode once CCD has run).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class Rde(Method):
     """Options: ``tau`` 0.015, ``margin`` 0.1, ``select_ratio`` 0.3, ``tse_dim`` 1024, ``bge_weight`` /
     ``tse_weight`` 1.0, ``warmup_epochs`` 0 (epochs before CCD starts; RDE: 0), ``gmm_max_iter`` 100,
-    ``gmm_tol`` 1e-4, ``gmm_reg_covar`` 1e-6, ``eval_mode_train`` false (RDE's flaw, off)."""
+    ``gmm_tol`` 1e-4, ``gmm_reg_covar`` 1e-6, ``rde_eval_mode_train`` false (RDE's flaw, off)."""
 
     name = "rde"
 
@@ -59,7 +59,7 @@ class Rde(Method):
         gmm_max_iter: int = 100,
         gmm_tol: float = 1e-4,
         gmm_reg_covar: float = 1e-6,
-        eval_mode_train: bool = False,
+        rde_eval_mode_train: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -67,8 +67,8 @@ class Rde(Method):
         self.bge_weight, self.tse_weight = bge_weight, tse_weight
         self.warmup_epochs = warmup_epochs
         self.gmm = ccd.GmmSettings(gmm_max_iter, gmm_tol, gmm_reg_covar)
-        self.eval_mode_train = eval_mode_train
-        self.divided = False  # whether a CCD pass has run (for eval_mode_train)
+        self.rde_eval_mode_train = rde_eval_mode_train
+        self.divided = False  # whether a CCD pass has run (for rde_eval_mode_train)
         dim = backbone.embed_dim
         self.image_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
         self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
@@ -78,7 +78,7 @@ class Rde(Method):
         return [self.image_select, self.text_select]
 
     def train(self, mode: bool = True) -> "Rde":
-        return super().train(mode and not (self.eval_mode_train and self.divided))
+        return super().train(mode and not (self.rde_eval_mode_train and self.divided))
 
     # ------------------------------------------------------------------ features
     def _embed(self, images: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -136,7 +136,7 @@ class Rde(Method):
         self.eval()
         losses_bge, losses_tse, seen = self.pair_losses(context)
         self.divided = True
-        self.train(was_training)  # stays in eval mode when eval_mode_train (RDE's published behaviour)
+        self.train(was_training)  # stays in eval mode when rde_eval_mode_train (RDE's published behaviour)
         seed = epoch_seed(context.seed, context.epoch)
         weights, clean_bge, clean_tse = ccd.divide(losses_bge[seen], losses_tse[seen], seed, self.gmm)
         full = np.ones(context.num_train, dtype=np.float32)  # positions not scored are trusted
