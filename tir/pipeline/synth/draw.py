@@ -263,7 +263,8 @@ def _lighting(image: Image.Image, jitter: Jitter) -> Image.Image:
         image = image.filter(ImageFilter.GaussianBlur(jitter.blur))
     pixels = np.asarray(image, dtype=np.float32) * (np.asarray(jitter.cast, dtype=np.float32) * jitter.brightness)
     if jitter.noise:
-        pixels += np.random.default_rng(jitter.texture_seed).normal(0.0, jitter.noise, pixels.shape).astype(np.float32)
+        noise = np.random.default_rng(jitter.texture_seed).standard_normal(pixels.shape, dtype=np.float32)
+        pixels += noise * np.float32(jitter.noise)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
