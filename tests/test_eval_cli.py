@@ -1,0 +1,84 @@
+"""`tir eval`: a run folder or checkpoint file in, the metrics table, JSON, per-query Parquet and plot out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from tir.cli import cli
+from tir.pipeline import store
+from tir.training import config as config_io
+from tir.training.build import build_method
+from tir.training.checkpoint import save_checkpoint
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    (root / "data" / "imgs").mkdir(parents=True)
+    rows = []
+    for split, ids in (("train", 2), ("test", 3)):
+        for image in range(ids * 2):
+            path = f"{split}_{image}.png"
+            Image.new("RGB", (32, 64), (40 * image, 80, 200 - 30 * image)).save(root / "data" / "imgs" / path)
+            for caption in range(2):
+                rows.append(dict(split=split, pid=image // 2, image_index=image, image_path=path,
+                                 caption=f"a person in colour {image} number {caption}"))
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "pair_index", frame.groupby("split").cumcount())
+    manifests = root / "manifests"
+    store.write_table(pa.Table.from_pandas(frame, preserve_index=False), manifests / "manifest.parquet",
+                      stage="prepare", options={"root": str(root / "data")}, inputs={})
+    config = config_io.resolve(options=dict(manifests=str(manifests), model="tir-micro", image_size=[64, 32], method="rde",
+                                            method_options={"tse_dim": 32}, image_cache=False, num_workers=0))
+    torch.manual_seed(0)
+    method = build_method(config, num_classes=2, with_pretrained=False)
+    run = root / "runs" / "rde-test"
+    save_checkpoint(run / "best.pt", {"config": config, "num_classes": 2, "epoch": 3, "step": 9, "model": method.state_dict(),
+                                      "best": {"metric": "R1", "value": 50.0, "epoch": 3}})
+    return run
+
+
+def test_eval_run_folder_writes_table_json_parquet_plot(run_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--json", str(tmp_path / "m.json"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "R@1" in result.output and "mINP" in result.output and "12 queries x 6 images" in result.output
+    summary = json.loads((tmp_path / "m.json").read_text())
+    assert set(summary["metrics"]) == {"R1", "R5", "R10", "mAP", "mINP", "rSum"}
+    assert summary["metrics"]["R10"] == 100.0 and summary["epoch"] == 3  # 6 images: every hit is in the top 10
+    table = store.read_table(run_dir / "eval-test.parquet", stage="eval").to_pandas()
+    assert len(table) == 12 and table["first_hit_rank"].between(1, 6).all()
+    assert 100 * table["ap"].mean() == pytest.approx(summary["metrics"]["mAP"])
+    assert (run_dir / "eval-test.png").stat().st_size > 1000
+
+
+def test_eval_checkpoint_file_without_plot(run_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["eval", str(run_dir / "best.pt"), "--no-plot", "--batch-size", "5"])
+    assert result.exit_code == 0, result.output
+    assert "plot" not in result.output
+
+
+@pytest.mark.parametrize("content", [None, b"not a checkpoint"])
+def test_missing_or_corrupt_checkpoint_is_one_line(tmp_path: Path, content: bytes | None) -> None:
+    target = tmp_path / "model.pt"
+    if content is not None:
+        target.write_bytes(content)
+    result = CliRunner().invoke(cli, ["eval", str(target)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "model.pt" in result.output
+
+
+def test_val_without_val_split_uses_heldout_identities(run_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--split", "val", "--no-plot"])
+    # no val split in this manifest: the run's held-out train identities are evaluated instead
+    assert result.exit_code == 0, result.output
