@@ -30,6 +30,7 @@ class _LineProgress:
         self.n = 0
         self.start = self.last = time.perf_counter()
         self.postfix = ""
+        self.closed = False
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -48,7 +49,9 @@ class _LineProgress:
         log(f"{self.desc}: {self.n}{of} {self.unit} ({rate:,.1f} {self.unit}/s){extra}")
 
     def close(self) -> None:
-        self._emit(time.perf_counter())
+        if not self.closed:
+            self.closed = True
+            self._emit(time.perf_counter())
 
     def __enter__(self) -> "_LineProgress":
         return self
