@@ -144,7 +144,7 @@ def test_rde_forward_backward_and_ccd_pass() -> None:
 
 
 def test_rde_eval_mode_train_flag_reproduces_published_behaviour() -> None:
-    method = tiny_rde(rde_eval_mode_train=True, warmup_epochs=1)
+    method = tiny_rde(rde_eval_mode_train=True, ccd_warmup_epochs=1)
     context = EpochContext(epoch=0, device=torch.device("cpu"), seed=0, num_train=6,
                            clean_batches=lambda: iter([batch(6, 0)]))
     method.train()
@@ -178,3 +178,18 @@ def test_ccd_under_two_processes_matches_one(tmp_path) -> None:
                                        clean_batches=lambda: iter([batch(6, 0), batch(6, 6)])))
     for rank in range(2):
         assert torch.equal(torch.load(f"{out}.{rank}"), single.pair_weights)
+
+
+def test_recipes_resolve_and_build() -> None:
+    from pathlib import Path
+
+    from tir.training import config as config_io
+    from tir.training.methods.base import create_method
+
+    recipes = sorted(Path(__file__).parents[1].glob("configs/rde_*.yaml"))
+    assert len(recipes) == 9
+    for recipe in recipes:
+        config = config_io.resolve(recipe, overrides=["model=tir-micro", "method_options.tse_dim=16"])
+        assert config["method"] == "rde" and config["method_options"]["tau"] == 0.015
+        assert (config["noise"] is None) == recipe.stem.endswith("noise0")
+    assert isinstance(create_method("rde", build_backbone("tir-micro"), 3, config["method_options"]), Rde)

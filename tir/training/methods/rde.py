@@ -40,7 +40,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 @register
 class Rde(Method):
     """Options: ``tau`` 0.015, ``margin`` 0.1, ``select_ratio`` 0.3, ``tse_dim`` 1024, ``bge_weight`` /
-    ``tse_weight`` 1.0, ``warmup_epochs`` 0 (epochs before CCD starts; RDE: 0), ``gmm_max_iter`` 100,
+    ``tse_weight`` 1.0, ``ccd_warmup_epochs`` 0 (epochs before CCD starts; RDE: 0), ``gmm_max_iter`` 100,
     ``gmm_tol`` 1e-4, ``gmm_reg_covar`` 1e-6, ``rde_eval_mode_train`` false (RDE's flaw, off)."""
 
     name = "rde"
@@ -55,7 +55,7 @@ class Rde(Method):
         tse_dim: int = 1024,
         bge_weight: float = 1.0,
         tse_weight: float = 1.0,
-        warmup_epochs: int = 0,
+        ccd_warmup_epochs: int = 0,
         gmm_max_iter: int = 100,
         gmm_tol: float = 1e-4,
         gmm_reg_covar: float = 1e-6,
@@ -65,7 +65,7 @@ class Rde(Method):
         self.backbone = backbone
         self.tau, self.margin = tau, margin
         self.bge_weight, self.tse_weight = bge_weight, tse_weight
-        self.warmup_epochs = warmup_epochs
+        self.ccd_warmup_epochs = ccd_warmup_epochs
         self.gmm = ccd.GmmSettings(gmm_max_iter, gmm_tol, gmm_reg_covar)
         self.rde_eval_mode_train = rde_eval_mode_train
         self.divided = False  # whether a CCD pass has run (for rde_eval_mode_train)
@@ -128,8 +128,8 @@ class Rde(Method):
         return totals[0] / count, totals[1] / count, seen
 
     def on_epoch_start(self, context: EpochContext) -> dict[str, float]:
-        """Run CCD (after ``warmup_epochs``): set this epoch's pair weights; report detection scores."""
-        if context.epoch < self.warmup_epochs:
+        """Run CCD (after ``ccd_warmup_epochs``): set this epoch's pair weights; report detection scores."""
+        if context.epoch < self.ccd_warmup_epochs:
             self.pair_weights = None
             return {}
         was_training = self.training
