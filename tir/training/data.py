@@ -1,0 +1,271 @@
+"""Datasets over the artifacts: train pairs (with mask plans and a noise file when given) and eval splits.
+
+``TrainData.load(...)`` reads manifest.parquet (+ mask_plans.parquet, + noise/<rate>-seed<seed>.parquet),
+tokenises the captions, and when the manifest has no ``val`` split (ICFG-PEDES) holds out a seeded
+share of the train identities as validation (``holdout_val``). ``TrainDataset`` items are dicts:
+``images`` float [3, H, W], ``text`` long [L], ``pids``, ``index`` (position in the dataset),
+``pair_index`` (the manifest's), and with plans ``word_ids``, ``level``, ``element`` long [L].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import torch
+from torch.utils.data import Dataset
+
+from tir.errors import UserError
+from tir.pipeline import store
+from tir.pipeline.layout import MANIFEST, MASK_PLANS
+from tir.training.image_cache import ImageStore, build_cache
+from tir.training.transforms import TrainTransform, eval_transform
+
+MANIFEST_COLUMNS = ("pair_index", "split", "pid", "image_index", "image_path", "caption")
+PLAN_COLUMNS = ("token_ids", "word_ids", "level", "element")
+PLAN_PADDING = {"token_ids": 0, "word_ids": -1, "level": 0, "element": -1}
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    """The manifest as a DataFrame (split as plain strings)."""
+    table = store.read_table(path, stage="prepare")
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names]
+    if missing:
+        raise UserError(f"manifest lacks columns {missing}; re-run `tir prepare --force`", path=path)
+    frame = table.select(list(MANIFEST_COLUMNS)).to_pandas()
+    frame["split"] = frame["split"].astype(str)
+    return frame
+
+
+def image_root(manifest: Path, override: str | Path | None = None) -> Path:
+    """The folder the manifest's image paths are relative to: ``override``, else ``<prepare --root>/imgs``."""
+    if override is not None:
+        root = Path(override).expanduser()
+    else:
+        recorded = ((store.read_provenance(manifest) or {}).get("options") or {}).get("root")
+        if recorded is None:
+            raise UserError("the manifest does not record its dataset root; pass --image-root", path=manifest)
+        root = Path(recorded) / "imgs"
+    if not root.is_dir():
+        raise UserError("image folder not found; pass the folder holding the images as --image-root", path=root)
+    return root
+
+
+def holdout_val(manifest: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """A copy where ``fraction`` of the train identities (seeded choice, at least one) become split ``val``.
+
+    Used when a dataset has no val split (ICFG-PEDES): the best checkpoint is chosen on these held-out
+    identities, never on test. Train and val pids are renumbered contiguously (in pid order).
+    """
+    frame = manifest.copy()
+    train = frame["split"] == "train"
+    ids = np.unique(frame.loc[train, "pid"].to_numpy())
+    count = max(1, int(round(fraction * len(ids))))
+    if count >= len(ids):
+        raise UserError(f"val_fraction {fraction} leaves no train identities; use a smaller value")
+    held = np.random.default_rng(seed).choice(ids, size=count, replace=False)
+    to_val = train & frame["pid"].isin(held)
+    frame.loc[to_val, "split"] = "val"
+    for split in ("train", "val"):
+        rows = frame["split"] == split
+        frame.loc[rows, "pid"] = np.unique(frame.loc[rows, "pid"].to_numpy(), return_inverse=True)[1]
+    return frame
+
+
+def read_plans(path: Path, split: str, pair_index: np.ndarray, length: int) -> dict[str, torch.Tensor]:
+    """The mask plans of ``pair_index`` rows of ``split`` as [N, length] long tensors (cut / padded)."""
+    table = store.read_table(path, stage="plan-masks", columns=["split", "pair_index", *PLAN_COLUMNS])
+    table = table.filter(pc.equal(table["split"].cast("string"), split))
+    positions = pd.Index(table["pair_index"].to_numpy()).get_indexer(pair_index)
+    if (positions < 0).any():
+        raise UserError(f"mask plans lack {int((positions < 0).sum())} {split} pairs; run `tir plan-masks --force`", path=path)
+    out = {}
+    for column in PLAN_COLUMNS:
+        lists = table[column].to_pylist()
+        array = np.full((len(pair_index), length), PLAN_PADDING[column], dtype=np.int64)
+        for row, position in enumerate(positions):
+            values = lists[position][:length]
+            array[row, : len(values)] = values
+        out[column] = torch.from_numpy(array)
+    return out
+
+
+def _end_cut_plans(plans: dict[str, torch.Tensor], eot_id: int) -> None:
+    """Where a plan was cut to the text length, make its last token the end token (in place)."""
+    ids = plans["token_ids"]
+    cut = (ids != 0).all(dim=1) & (ids[:, -1] != eot_id)
+    ids[cut, -1] = eot_id
+    plans["word_ids"][cut, -1] = -1
+    plans["level"][cut, -1] = 0
+    plans["element"][cut, -1] = -1
+
+
+def read_noise(path: Path, pair_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(caption_source, is_noisy) for the train ``pair_index`` rows from a `tir make-noise` file."""
+    frame = store.read_table(path, stage="make-noise", columns=["pair_index", "caption_source", "is_noisy"]).to_pandas()
+    frame = frame.set_index("pair_index").reindex(pair_index)
+    if frame["caption_source"].isna().any():
+        raise UserError("noise file does not cover the train split; re-run `tir make-noise`", path=path)
+    return frame["caption_source"].to_numpy(np.int64), frame["is_noisy"].to_numpy(bool)
+
+
+class TrainDataset(Dataset):
+    """Train pairs. Images are augmented with a generator seeded by (seed, epoch, index)."""
+
+    def __init__(
+        self,
+        pairs: pd.DataFrame,
+        images: ImageStore,
+        image_rows: np.ndarray,
+        text: torch.Tensor,
+        plans: dict[str, torch.Tensor] | None,
+        augment: bool,
+        seed: int,
+        train: bool = True,
+    ) -> None:
+        self.pairs = pairs.reset_index(drop=True)
+        self.pids = torch.tensor(self.pairs["pid"].to_numpy(np.int64))
+        self.pair_index = torch.tensor(self.pairs["pair_index"].to_numpy(np.int64))
+        self.images, self.image_rows, self.text, self.plans = images, image_rows, text, plans
+        self.transform = TrainTransform(augment)
+        self.augment, self.seed, self.train, self.epoch = augment, seed, train, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def without_augmentation(self) -> "TrainDataset":
+        """The same pairs with the test-time transform (for per-epoch passes such as RDE's division)."""
+        return TrainDataset(self.pairs, self.images, self.image_rows, self.text, self.plans, False, self.seed, train=False)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image = self.images.load(int(self.image_rows[index]))
+        if self.train:
+            generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFFFFFFFFFF)
+            image = self.transform(image, generator)
+        else:
+            image = eval_transform(image)
+        item = {
+            "images": image,
+            "text": self.text[index],
+            "pids": self.pids[index],
+            "index": torch.tensor(index),
+            "pair_index": self.pair_index[index],
+        }
+        if self.plans is not None:
+            item.update({key: self.plans[key][index] for key in ("word_ids", "level", "element")})
+        return item
+
+
+class EvalImages:
+    """``load_image(image_path) -> float [3, H, W]`` for tir.training.evaluation.eval_data (test transform)."""
+
+    def __init__(self, store_: ImageStore) -> None:
+        self.store = store_
+        self.position = {path: i for i, path in enumerate(store_.paths)}
+
+    def __call__(self, image_path: str) -> torch.Tensor:
+        return eval_transform(self.store.load(self.position[image_path]))
+
+
+@dataclass
+class TrainData:
+    """Everything the engine needs from the artifacts."""
+
+    manifest: pd.DataFrame  # after the val hold-out when there was no val split
+    train: TrainDataset
+    num_classes: int
+    val_split: str  # "val"
+    heldout_val: bool  # True when val identities were held out of train
+    load_image: Callable[[str], torch.Tensor]  # test transform for eval_data (val / test images)
+    tokenize: Callable[[Sequence[str]], torch.Tensor]
+    noise_truth: torch.Tensor | None  # is_noisy per train-dataset position
+
+
+def make_tokenize(tokenizer, length: int) -> Callable[[Sequence[str]], torch.Tensor]:
+    """``tokenize(captions) -> LongTensor [n, length]`` with open_clip's tokenizer."""
+
+    def tokenize(captions: Sequence[str]) -> torch.Tensor:
+        return tokenizer(list(captions), context_length=length)
+
+    return tokenize
+
+
+def load_train_data(
+    folder: Path,
+    *,
+    tokenizer,
+    eot_id: int,
+    image_size: tuple[int, int],
+    text_length: int,
+    seed: int,
+    img_aug: bool = False,
+    image_root_override: str | Path | None = None,
+    noise: Path | None = None,
+    use_plans: bool | None = None,
+    val_fraction: float = 0.05,
+    cache_dir: Path | None = None,
+    cache_workers: int = 0,
+) -> TrainData:
+    """Load a dataset folder (manifest, optional plans and noise) into a TrainData.
+
+    ``use_plans``: True requires mask_plans.parquet, False ignores it, None uses it when present.
+    ``cache_dir``: build / reuse the decoded-image cache there (else decode from files every time).
+    """
+    manifest_path = Path(folder) / MANIFEST
+    if not manifest_path.exists():
+        raise UserError("manifest not found; run `tir prepare` (or `tir synth`) first, or pass --manifests", path=manifest_path)
+    original = read_manifest(manifest_path)
+    root = image_root(manifest_path, image_root_override)
+    heldout = not (original["split"] == "val").any()
+    manifest = holdout_val(original, val_fraction, seed) if heldout else original
+    tokenize = make_tokenize(tokenizer, text_length)
+
+    # captions (and plans) of every train pair: a noise file may give a pair a held-out pair's caption
+    train_all = original[original["split"] == "train"].sort_values("pair_index", kind="stable")
+    all_pairs = train_all["pair_index"].to_numpy(np.int64)
+    plans_path = Path(folder) / MASK_PLANS
+    if use_plans and not plans_path.exists():
+        raise UserError("mask plans not found; run `tir plan-masks` first", path=plans_path)
+    plans = None
+    if plans_path.exists() and use_plans is not False:
+        store.require_built_from(plans_path, "manifest", manifest_path, "tir plan-masks")
+        plans = read_plans(plans_path, "train", all_pairs, text_length)
+        _end_cut_plans(plans, eot_id)
+        text_all = plans.pop("token_ids")
+    else:
+        text_all = tokenize(train_all["caption"].tolist())
+
+    pairs = manifest[manifest["split"] == "train"].sort_values("pair_index", kind="stable")
+    noise_truth = None
+    source = pairs["pair_index"].to_numpy(np.int64)
+    if noise is not None:
+        source, is_noisy = read_noise(Path(noise), source)
+        noise_truth = torch.as_tensor(is_noisy)
+    rows = pd.Index(all_pairs).get_indexer(source)
+    text = text_all[rows]
+    plans = {key: value[rows] for key, value in plans.items()} if plans is not None else None
+
+    needed = manifest[manifest["split"].isin(["train", "val"])]
+    paths = sorted(set(needed["image_path"]))
+    cache = build_cache(root, paths, image_size, cache_dir, cache_workers) if cache_dir is not None else None
+    images = ImageStore(root, paths, image_size, cache)
+    position = {path: i for i, path in enumerate(paths)}
+    image_rows = np.array([position[p] for p in pairs["image_path"]], dtype=np.int64)
+    dataset = TrainDataset(pairs, images, image_rows, text, plans, img_aug, seed)
+    return TrainData(
+        manifest=manifest,
+        train=dataset,
+        num_classes=int(pairs["pid"].max()) + 1,
+        val_split="val",
+        heldout_val=heldout,
+        load_image=EvalImages(images),
+        tokenize=tokenize,
+        noise_truth=noise_truth,
+    )

@@ -1,0 +1,299 @@
+"""The training loop: ``train(config) -> run folder``.
+
+Per epoch: the method's ``on_epoch_start`` hook, one pass over the train pairs (autocast on CUDA,
+gradient clipping, warm-up + cosine per step), validation on ``val`` (never on test; a held-out
+slice of train identities when the dataset has none), metrics.jsonl + curves.png, ``last.pt`` and,
+when val improves, ``best.pt``. Under torchrun every process trains on its share of each batch,
+batch-level losses gather features from all ranks, and rank 0 evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from tir.errors import UserError
+from tir.pipeline.layout import dataset_dir
+from tir.progress import log, progress_bar
+from tir.training import config as config_io
+from tir.training.build import build_method, tokenizer_for
+from tir.training.checkpoint import BEST, LAST, capture_rng, read_checkpoint, restore_rng, save_checkpoint
+from tir.training.curves import plot_curves, read_metrics, write_metrics
+from tir.training.data import TrainData, load_train_data
+from tir.training.distributed import DistInfo, barrier, init_from_env, reduce_mean
+from tir.training.evaluation import eval_data, evaluate
+from tir.training.methods.base import EpochContext, Method, StepContext
+from tir.training.optim import build_optimizer, build_scheduler
+from tir.training.samplers import IdentitySampler, shuffle_sampler
+
+CONFIG_FILE = "config.yaml"
+
+
+def dataset_folder(config: Mapping[str, Any]) -> Path:
+    """``<manifests>/<dataset>``, or ``manifests`` itself when no dataset is named."""
+    if config["dataset"]:
+        return dataset_dir(config["dataset"], config["manifests"])
+    return Path(config["manifests"])
+
+
+def run_dir_of(config: Mapping[str, Any]) -> Path:
+    name = config["name"] or f"{config['method']}-{config['dataset'] or dataset_folder(config).name}"
+    return Path(config["out"]) / name
+
+
+def resolve_device(spec: str, info: DistInfo) -> torch.device:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda asked for, but no CUDA device is visible; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", info.local_rank)
+    return device
+
+
+def amp_dtype(spec: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: None on CPU or with amp off."""
+    if device.type != "cuda" or spec == "off":
+        return None
+    if spec == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if spec in ("bf16", "fp16"):
+        return torch.bfloat16 if spec == "bf16" else torch.float16
+    raise UserError(f"unknown amp setting {spec!r}; use auto, bf16, fp16 or off")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class _Loop:
+    """What one epoch needs."""
+
+    model: torch.nn.Module  # the method, DDP-wrapped when distributed
+    method: Method
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loader: DataLoader
+    steps: int
+    device: torch.device
+    dtype: torch.dtype | None
+    grad_clip: float
+    seed: int
+    info: DistInfo
+
+
+def _to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def _run_epoch(loop: _Loop, epoch: int, step: int, epochs: int) -> tuple[dict[str, float], int]:
+    """Train one epoch; returns (mean of each logged value over the epoch and ranks, next step)."""
+    loop.model.train()
+    sums: dict[str, float] = {}
+    images, began = 0, time.perf_counter()
+    autocast = torch.autocast("cuda", dtype=loop.dtype) if loop.dtype is not None else contextlib.nullcontext()
+    with progress_bar(loop.steps, f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not loop.info.is_main) as bar:
+        for index, batch in enumerate(loop.loader):
+            if index >= loop.steps:
+                break
+            batch = _to_device(batch, loop.device)
+            with autocast:
+                out = loop.model(batch, StepContext(epoch=epoch, step=step, seed=loop.seed))
+            loss = sum(value for key, value in out.items() if key.startswith("loss_"))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}: {float(loss)}")
+            loop.optimizer.zero_grad(set_to_none=True)
+            loop.scaler.scale(loss).backward()
+            if loop.grad_clip > 0:
+                loop.scaler.unscale_(loop.optimizer)
+                torch.nn.utils.clip_grad_norm_(loop.model.parameters(), loop.grad_clip)
+            loop.scaler.step(loop.optimizer)
+            loop.scaler.update()
+            loop.scheduler.step()
+            step += 1
+            for key, value in {"loss": loss, **out}.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            images += batch["images"].shape[0] * loop.info.world_size
+            rate = images / max(time.perf_counter() - began, 1e-9)
+            bar.set_postfix_str(f"loss {float(loss.detach()):.3f} {rate:,.0f} img/s")
+            bar.update(1)
+    count = max(1, min(loop.steps, len(loop.loader)))
+    means = {key: float(reduce_mean(torch.tensor(total / count))) for key, total in sums.items()}
+    means["images_per_s"] = images / max(time.perf_counter() - began, 1e-9)
+    return means, step
+
+
+def _clean_batches(data: TrainData, config: Mapping[str, Any], device: torch.device):
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        loader = DataLoader(
+            data.train.without_augmentation(),
+            batch_size=config["eval_batch_size"],
+            shuffle=False,
+            num_workers=config["num_workers"],
+        )
+        for batch in loader:
+            yield _to_device(batch, device)
+
+    return batches
+
+
+def _train_loader(data: TrainData, config: Mapping[str, Any], info: DistInfo) -> DataLoader:
+    if config["sampler"] == "identity":
+        if config["batch_size"] % config["instances"]:
+            raise UserError("batch_size must be a multiple of instances with the identity sampler")
+        pids = data.train.pids.numpy()
+        sampler = IdentitySampler(pids, config["instances"], config["seed"], info.rank, info.world_size)
+    elif config["sampler"] == "random":
+        sampler = shuffle_sampler(data.train, config["seed"], info.rank, info.world_size)
+    else:
+        raise UserError(f"unknown sampler {config['sampler']!r}; use random or identity")
+    loader = DataLoader(
+        data.train,
+        batch_size=config["batch_size"],
+        sampler=sampler,
+        num_workers=config["num_workers"],
+        drop_last=True,
+        pin_memory=torch.cuda.is_available(),
+    )
+    if len(loader) == 0:
+        raise UserError(f"batch_size {config['batch_size']} exceeds the {len(data.train)} train pairs per process")
+    return loader
+
+
+def _validate(method: Method, data: TrainData, config: Mapping[str, Any], device: torch.device) -> dict[str, float]:
+    val = eval_data(data.manifest, data.val_split, data.load_image, data.tokenize, config["eval_batch_size"], config["num_workers"])
+    result = evaluate(method, val, device, quiet=True)
+    return {f"val_{key}": value for key, value in result.metrics.items()}
+
+
+def _load_data(config: Mapping[str, Any], cache_dir: Path | None) -> TrainData:
+    tokenizer = tokenizer_for(config)
+    use_plans = {"auto": None, True: True, False: False}.get(config["mask_plans"])
+    return load_train_data(
+        dataset_folder(config),
+        tokenizer=tokenizer,
+        eot_id=tokenizer.eot_token_id,
+        image_size=tuple(config["image_size"]),
+        text_length=int(config["text_length"]),
+        seed=int(config["seed"]),
+        img_aug=bool(config["img_aug"]),
+        image_root_override=config["image_root"],
+        noise=Path(config["noise"]) if config["noise"] else None,
+        use_plans=use_plans,
+        val_fraction=float(config["val_fraction"]),
+        cache_dir=cache_dir,
+        cache_workers=int(config["num_workers"]),
+    )
+
+
+def _state(method: Method, config: Mapping[str, Any], data: TrainData, epoch: int, step: int, best: dict) -> dict[str, Any]:
+    return {
+        "config": dict(config),
+        "num_classes": data.num_classes,
+        "epoch": epoch,
+        "step": step,
+        "model": method.state_dict(),
+        "best": dict(best),
+    }
+
+
+def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | None = None) -> Path:
+    """Train the configured method; returns the run folder (``<out>/<name>``).
+
+    ``resume`` continues from the run folder's ``last.pt`` (same config) so that the run ends exactly
+    where an uninterrupted one would. ``stop_after`` ends the call after that many epochs in total,
+    as an interruption would (the run can then be resumed).
+    """
+    config = dict(config)
+    wants_cuda = str(config["device"]).startswith("cuda") or (config["device"] == "auto" and torch.cuda.is_available())
+    info = init_from_env("cuda" if wants_cuda else "cpu")
+    device = resolve_device(str(config["device"]), info)
+    dtype = amp_dtype(str(config["amp"]), device)
+    run_dir = run_dir_of(config)
+    checkpoint = None
+    if resume:
+        if not (run_dir / LAST).exists():
+            raise UserError("nothing to resume: no last.pt; start the run without --resume", path=run_dir)
+        checkpoint = read_checkpoint(run_dir / LAST)
+        config = dict(checkpoint["config"], device=config["device"], num_workers=config["num_workers"])
+    elif (run_dir / LAST).exists():
+        raise UserError("a run with this name exists; pass --resume to continue it or choose another --name/--out", path=run_dir)
+
+    seed_everything(config["seed"])
+    cache_dir = dataset_folder(config) / "cache" if config["image_cache"] else None
+    if cache_dir is not None and info.distributed and not info.is_main:
+        barrier()  # rank 0 builds the image cache first; the others then open it
+    data = _load_data(config, cache_dir)
+    if cache_dir is not None and info.distributed and info.is_main:
+        barrier()
+    seed_everything(config["seed"])
+    method = build_method(config, data.num_classes).to(device)
+    model: torch.nn.Module = method
+    if info.distributed:
+        model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
+    loader = _train_loader(data, config, info)
+    steps = len(loader) if config["max_steps_per_epoch"] is None else min(len(loader), int(config["max_steps_per_epoch"]))
+    optimizer = build_optimizer(method, config)
+    scheduler = build_scheduler(optimizer, config, steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    start, step, best = 0, 0, {"metric": config["best_metric"], "value": None, "epoch": None}
+    records = []
+    if checkpoint is not None:
+        method.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        start, step, best = checkpoint["epoch"], checkpoint["step"], checkpoint["best"]
+        records = [r for r in read_metrics(run_dir) if r["epoch"] <= start]
+        restore_rng(checkpoint["rng"])
+        log(f"resuming {run_dir} after epoch {start}")
+    elif info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_io.save(config, run_dir / CONFIG_FILE)
+        if data.heldout_val:
+            log(f"no val split: {config['val_fraction']:.0%} of train identities (seed {config['seed']}) held out for validation")
+
+    loop = _Loop(model, method, optimizer, scheduler, scaler, loader, steps, device, dtype, float(config["grad_clip"] or 0), int(config["seed"]), info)
+    epochs = int(config["epochs"])
+    for epoch in range(start, epochs if stop_after is None else min(epochs, stop_after)):
+        loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+        data.train.set_epoch(epoch)
+        context = EpochContext(epoch, device, int(config["seed"]), len(data.train), _clean_batches(data, config, device), data.noise_truth)
+        record: dict[str, Any] = {"epoch": epoch + 1, **method.on_epoch_start(context)}
+        began = time.perf_counter()
+        means, step = _run_epoch(loop, epoch, step, epochs)
+        record.update(means, step=step, lr=scheduler.get_last_lr()[0], train_seconds=time.perf_counter() - began)
+        if info.is_main:
+            if (epoch + 1) % int(config["eval_every"]) == 0 or epoch + 1 == epochs:
+                record.update(_validate(method, data, config, device))
+                value = record.get(f"val_{best['metric']}")
+                if value is not None and (best["value"] is None or value > best["value"]):
+                    best = {"metric": best["metric"], "value": value, "epoch": epoch + 1}
+                    save_checkpoint(run_dir / BEST, _state(method, config, data, epoch + 1, step, best))
+            records.append(record)
+            write_metrics(run_dir, records)
+            plot_curves(run_dir, records)
+            state = _state(method, config, data, epoch + 1, step, best)
+            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=capture_rng())
+            save_checkpoint(run_dir / LAST, state)
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith(("loss", "val_")))
+            log(f"epoch {epoch + 1}/{epochs}: {shown}")
+        barrier()
+    return run_dir
