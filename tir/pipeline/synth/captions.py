@@ -108,6 +108,8 @@ class _Writer:
     def __init__(self, identity: Identity, rng: random.Random) -> None:
         self.who, self.rng, self.graph = identity, rng, Graph()
         self.subject, self.possessive = PRONOUNS[identity.gender]
+        self.noun, self.pronoun_only = "", False
+        self.mention_hair = self.mention_bag = False
 
     # ------------------------------------------------------------------ words
     def colour(self, name: str) -> str:
@@ -125,55 +127,53 @@ class _Writer:
 
     # ------------------------------------------------------------------ noun phrases -> (text, object)
     def top(self) -> tuple[str, int]:
+        """The top with its colours, sleeves and pattern; parts and prints follow as "with ..." phrases."""
         who, rng = self.who, self.rng
         words, head, extra = rng.choice(TOP_WORDS[who.top])
         obj = self.graph.add(head, *([extra] if extra else []))
         before: list[str] = []
-        after = ""
+        features: list[str] = []  # "short sleeves", "black stripes", "a white logo on it"
         sleeve_style = rng.random()
         if who.sleeves != "none" and who.top in ("shirt", "dress", "blouse") and sleeve_style < 0.35:
-            text = rng.choice((f"{who.sleeves}-sleeved", f"{who.sleeves} sleeve", f"{who.sleeves} sleeved"))
-            before.append(text)
+            before.append(rng.choice((f"{who.sleeves}-sleeved", f"{who.sleeves} sleeve", f"{who.sleeves} sleeved")))
             self.graph.attributes.append([obj, f"{who.sleeves}-sleeved"])
         elif who.sleeves == "none" and sleeve_style < 0.7:
             before.append("sleeveless")
             self.graph.attributes.append([obj, "sleeveless"])
         elif who.sleeves != "none" and sleeve_style > 0.8 and who.top != "t-shirt":
-            sleeve = self.graph.add("sleeve", who.sleeves)
-            self.graph.relate(obj, "with", sleeve)
-            after = f" with {who.sleeves} sleeves"
+            self.graph.relate(obj, "with", self.graph.add("sleeve", who.sleeves))
+            features.append(f"{who.sleeves} sleeves")
         if who.pattern in PATTERN_WORDS and rng.random() < 0.7:
             pattern = rng.choice(PATTERN_WORDS[who.pattern])
             before.append(self.colours(who.top_colours, obj) + " " + pattern)
             self.graph.attributes.append([obj, pattern])
-        elif who.pattern == "striped":
-            before.append(self.colours(who.top_colours[:1], obj))
-            stripe = self.graph.add("stripe")
-            after += f" with {self.colours(who.top_colours[1:], stripe)} stripes"
-            self.graph.relate(obj, "with", stripe)
         else:
             before.append(self.colours(who.top_colours[:1], obj))
-            if who.pattern in ("logo", "checked"):  # a checked top said plainly names its pattern anyway
-                if who.pattern == "checked":
-                    before.append("checked")
-                    self.graph.attributes.append([obj, "checked"])
-                else:
-                    after += self.logo(obj)
+            if who.pattern == "striped":
+                stripe = self.graph.add("stripe")
+                self.graph.relate(obj, "with", stripe)
+                features.append(f"{self.colours(who.top_colours[1:], stripe)} stripes")
+            elif who.pattern == "checked":
+                before.append("checked")
+                self.graph.attributes.append([obj, "checked"])
+            elif who.pattern == "logo":
+                features.append(self.logo(obj))
         order = before if rng.random() < 0.7 else before[::-1]
-        return _article(" ".join(order + [words])) + after, obj
+        return _article(" ".join(order + [words])) + "".join(f" {'and' if i else 'with'} {f}" for i, f in enumerate(features)), obj
 
     def logo(self, garment: int) -> str:
+        """ "a white logo (on the front | on it)": [garment, with, logo], and [logo, on, garment] for "on it"."""
         word = self.rng.choice(LOGO_WORDS)
         logo = self.graph.add(word)
         self.graph.relate(garment, "with", logo)
-        colour = self.colours(self.who.top_colours[1:], logo)
+        phrase = _article(self.colours(self.who.top_colours[1:], logo) + " " + word)
         style = self.rng.random()
         if style < 0.4:
-            return f" with {_article(colour + ' ' + word)} on the front"
+            return f"{phrase} on the front"
         if style < 0.7:
             self.graph.relate(logo, "on", garment)
-            return f" with {_article(colour + ' ' + word)} on it"
-        return f" with {_article(colour + ' ' + word)}"
+            return f"{phrase} on it"
+        return phrase
 
     def bottom(self) -> tuple[str, int]:
         words, head = self.rng.choice(BOTTOM_WORDS[self.who.bottom or "pants"])
@@ -205,10 +205,14 @@ class _Writer:
         return _article(self.colours((self.who.bag_colour or "black",), obj) + " " + words), obj
 
     def hair(self) -> tuple[str, int]:
+        length, colour, obj = self._hair()
+        return f"{length} {colour} hair", obj
+
+    def _hair(self) -> tuple[str, str, int]:
         obj = self.graph.add("hair")
         length, colour = self.who.hair_length, self.colour(self.who.hair_colour)
         self.graph.attributes.extend([[obj, length], [obj, colour]])
-        return f"{length} {colour} hair", obj
+        return length, colour, obj
 
     # ------------------------------------------------------------------ clauses (verb phrases about the person)
     def wear(self, items: list[str], finite: bool) -> str:
@@ -218,7 +222,10 @@ class _Writer:
             text, obj = getattr(self, item)()
             phrases.append(text)
             objects.append(obj)
-        verb, predicate = self.rng.choice(WEAR_FINITE if finite else WEAR_PARTICIPLE)
+        verbs = WEAR_FINITE if finite else WEAR_PARTICIPLE
+        if "glasses" in items:  # nobody is "dressed in" glasses
+            verbs = tuple(verb for verb in verbs if verb[1] != "dress in")
+        verb, predicate = self.rng.choice(verbs)
         for obj in objects:
             self.graph.relate(0, predicate, obj)
         return f"{verb} {_join(phrases, self.rng)}"
@@ -251,76 +258,78 @@ class _Writer:
 
     def possessive_hair(self) -> str:
         """"Her hair is long and brown": attributes only, a possessive makes no relation."""
-        obj = self.graph.add("hair")
-        length, colour = self.who.hair_length, self.colour(self.who.hair_colour)
-        self.graph.attributes.extend([[obj, length], [obj, colour]])
+        length, colour, _ = self._hair()
         return f"{self.possessive.capitalize()} hair is {length} and {colour}"
 
     # ------------------------------------------------------------------ the caption
     def write(self, glasses_as_adjective: bool) -> str:
-        """Compose the caption: an opening about the person, then clauses in random order."""
+        """Compose the caption: an opening about the person, then the other facts in random order."""
         who, rng = self.who, self.rng
+        self.pronoun_only = rng.random() < 0.12
+        glasses_as_adjective = glasses_as_adjective and not self.pronoun_only  # "a bespectacled man" needs the noun
         wearables = ["top"] + (["bottom"] if who.bottom else [])
         rng.shuffle(wearables)
         extras = [item for item, keep in (("shoes", rng.random() < 0.75), ("hat", bool(who.hat) and rng.random() < 0.9),
                   ("glasses", bool(who.glasses) and not glasses_as_adjective and rng.random() < 0.85)) if keep]
         rng.shuffle(extras)
         wearables += extras
-        mention_hair = rng.random() < 0.8
-        mention_bag = bool(who.bag) and rng.random() < 0.95
+        self.mention_hair = rng.random() < 0.8
+        self.mention_bag = bool(who.bag) and rng.random() < 0.95
 
-        noun = rng.choice(NOUNS[who.gender])
-        pronoun_only = rng.random() < 0.12
-        head = ("man" if who.gender == "male" else "woman") if pronoun_only else noun.split()[-1]
+        self.noun = rng.choice(NOUNS[who.gender])
+        head = ("man" if who.gender == "male" else "woman") if self.pronoun_only else self.noun.split()[-1]
         self.graph.add(head, *(["bespectacled"] if glasses_as_adjective else []))
-        described = f"bespectacled {noun}" if glasses_as_adjective else noun
+        described = f"bespectacled {self.noun}" if glasses_as_adjective else self.noun
         count = rng.randint(1, min(3, len(wearables)))
-        opening, rest = wearables[:count], wearables[count:]
+        sentences = [self.opening(described, wearables[:count])]
+        return self.render(self.continuation(sentences, wearables[count:]))
 
-        sentences: list[list[str]] = []  # each: [subject, verb phrase, ...]; a lone entry is a whole sentence
-        style = rng.random()
-        if pronoun_only:
-            sentences.append([self.subject.capitalize(), self.wear(opening, finite=True)])
-        elif style < 0.4:  # "A woman (with long hair) wearing X and carrying Y."
-            intro = _article(described)
-            if mention_hair and rng.random() < 0.4:
+    def opening(self, described: str, items: list[str]) -> list[str]:
+        """The first sentence, introducing the person with the first ``items``."""
+        rng, style = self.rng, self.rng.random()
+        intro = _article(described)
+        intro = intro[0].upper() + intro[1:]
+        if self.pronoun_only:
+            return [self.subject.capitalize(), self.wear(items, finite=True)]
+        if style < 0.4:  # "A woman (with long hair) wearing X and carrying Y."
+            if self.mention_hair and rng.random() < 0.4:
                 text, hair = self.hair()
                 self.graph.relate(0, "with", hair)
-                intro, mention_hair = f"{intro} with {text}", False
-            phrases = [self.wear(opening, finite=False)]
-            if mention_bag and rng.random() < 0.4:
+                intro, self.mention_hair = f"{intro} with {text}", False
+            phrases = [self.wear(items, finite=False)]
+            if self.mention_bag and rng.random() < 0.4:
                 phrases.append(self.carry(finite=False))
-                mention_bag = False
-            sentences.append([f"{intro[0].upper()}{intro[1:]} {_join(phrases, rng)}"])
-        elif style < 0.6:  # "A man in X, Y and Z." distributes `in`
+                self.mention_bag = False
+            return [f"{intro} {_join(phrases, rng)}"]
+        if style < 0.6:  # "A man in X, Y and Z." distributes `in`
             phrases = []
-            for item in opening:
+            for item in items:
                 text, obj = getattr(self, item)()
                 phrases.append(text)
                 self.graph.relate(0, "in", obj)
-            intro = _article(described)
-            sentences.append([f"{intro[0].upper()}{intro[1:]} in {_join(phrases, rng)}"])
-        else:
-            sentences.append([f"{rng.choice(('The', 'This'))} {described}", self.wear(opening, finite=True)])
+            return [f"{intro} in {_join(phrases, rng)}"]
+        return [f"{rng.choice(('The', 'This'))} {described}", self.wear(items, finite=True)]
 
-        clauses = [self.wear(rest[index:index + 2], finite=True) for index in range(0, len(rest), 2)]
-        if mention_bag:
+    def continuation(self, sentences: list[list[str]], items: list[str]) -> list[list[str]]:
+        """Add the remaining facts as sentences or conjoined verb phrases, in random order."""
+        rng = self.rng
+        clauses = [self.wear(items[index:index + 2], finite=True) for index in range(0, len(items), 2)]
+        if self.mention_bag:
             clauses.append(self.carry(finite=True))
-        if mention_hair and rng.random() < 0.25:
-            sentences_after = [[self.possessive_hair()]]
-        else:
-            sentences_after = []
-            if mention_hair:
-                clauses.append(self.has_hair())
+        hair_sentence = []
+        if self.mention_hair and rng.random() < 0.25:
+            hair_sentence = [[self.possessive_hair()]]
+        elif self.mention_hair:
+            clauses.append(self.has_hair())
         rng.shuffle(clauses)
         for clause in clauses:
             if len(sentences[-1]) > 1 and rng.random() < 0.3:
                 sentences[-1].append(clause)  # conjoined verb phrases share the subject
             else:
-                subject = self.subject if pronoun_only or rng.random() < 0.75 else f"the {noun}"
+                subject = self.subject if self.pronoun_only or rng.random() < 0.75 else f"the {self.noun}"
                 sentences.append([subject.capitalize(), clause])
         position = rng.randint(1, len(sentences))
-        return self.render(sentences[:position] + sentences_after + sentences[position:])
+        return sentences[:position] + hair_sentence + sentences[position:]
 
     def render(self, sentences: list[list[str]]) -> str:
         rng = self.rng
