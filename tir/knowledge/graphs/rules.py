@@ -33,7 +33,7 @@ from tir.knowledge.graphs.lexicon import (
 )
 from tir.knowledge.graphs.normalise import correct_typo, normalise_head, split_hyphenated
 from tir.knowledge.graphs.schema import Attribute, Graph, Object, Relation
-from tir.knowledge.graphs.tree import Tok
+from tir.knowledge.graphs.tree import Tok, link_children
 
 _NOUNISH_DEPS = frozenset("dobj obj pobj conj nsubj nsubjpass appos ROOT attr npadvmod dep oprd".split())
 _MODIFIER_DEPS = frozenset("amod compound nmod advmod npadvmod nummod quantmod".split())
@@ -237,9 +237,13 @@ class _Rules:
     def targets(self, tok: Tok) -> list[tuple[Tok, int]]:
         """(token, object) for ``tok`` and its conjuncts that are objects."""
         out = []
-        for conj in _conjuncts(self.toks, tok):
+        toks = self.toks
+        for conj in _conjuncts(toks, tok):
             if conj.pos in ("VERB", "AUX") and conj is not tok:
                 continue
+            following = toks[conj.i + 1] if conj.i + 1 < len(toks) else None
+            if conj is not tok and following is not None and following.dep == "conj" and following.pos in ("AUX", "VERB"):
+                continue  # the subject of a following clause, not one more object
             obj = self.obj_of(conj)
             if obj is not None:
                 out.append((conj, obj))
@@ -280,8 +284,13 @@ class _Rules:
                     self._modifier(obj, mod, tok)
                 elif mod.dep == "amod":
                     self._modifier(obj, mod, tok)
-            if tok.dep in _SUBJECT_DEPS and toks[tok.head].lemma.lower() in COPULAS | {"look"}:
-                for pred in _children(toks, toks[tok.head], "acomp", "attr"):
+            copula = toks[tok.head] if tok.dep in _SUBJECT_DEPS else None
+            if copula is None and tok.i + 1 < len(toks) and toks[tok.i + 1].dep == "conj":
+                copula = toks[tok.i + 1]  # "a bag and his shoes are white": shoes misread as a conjunct
+                if _children(toks, copula, *_SUBJECT_DEPS):
+                    copula = None
+            if copula is not None and copula.lemma.lower() in COPULAS | {"look"}:
+                for pred in _children(toks, copula, "acomp", "attr"):
                     if pred.pos in ("ADJ", "VERB") or pred.lower in COLOURS:
                         for conj in _conjuncts(toks, pred):
                             self._modifier(obj, conj, tok)
@@ -476,8 +485,38 @@ class _Rules:
                 reached.add(obj)
 
 
+def _repair_coordination(toks: list[Tok]) -> None:
+    """Undo a frequent misparse: "a striped shirt and plaid shorts" read as one noun phrase headed by shorts.
+
+    The first garment (attached as nmod/compound, with `and` + a conjunct) becomes the phrase head again, the
+    second garment its conjunct, and the modifiers left of the first garment move back to it.
+    """
+    known = GARMENTS | PLURAL_ONLY | BODY_PARTS
+    for tok in toks:
+        head = toks[tok.head]
+        if tok.dep not in ("nmod", "compound") or head.i <= tok.i or tok.lower not in known and tok.lemma.lower() not in known:
+            continue
+        if head.lower not in known and head.lemma.lower() not in known:
+            continue
+        kids = [toks[c] for c in tok.children]
+        if not any(k.dep == "cc" for k in kids):
+            continue
+        for k in kids:
+            if k.dep == "conj" and k.i < head.i and k.lower not in known and k.lemma.lower() not in known:
+                k.head, k.dep = head.i, "amod"
+            elif k.dep == "cc":
+                k.head = head.i
+        for c in head.children:
+            if c < tok.i:
+                toks[c].head = tok.i
+        tok.head, tok.dep = (tok.i, "ROOT") if head.head == head.i else (head.head, head.dep)
+        head.head, head.dep = tok.i, "conj"
+        link_children(toks)
+
+
 def build_graph(toks: list[Tok]) -> Graph:
     """The scene graph of one parsed caption."""
+    _repair_coordination(toks)
     rules = _Rules(toks)
     rules.find_objects()
     rules.find_attributes()
