@@ -2,7 +2,7 @@
 
 F1 (micro-averaged, multiset matching, see ``tir.knowledge.graph_scoring``) of at least 0.90 for
 objects, 0.85 for (object, attribute) pairs and 0.75 for (subject, predicate, object) triples, each
-clearly (10 points) above SceneGraphParser's. Parsing the 177 gold captions takes seconds, so these
+clearly (10 points) above SceneGraphParser's. Parsing the ~200 gold captions takes seconds, so these
 run with the fast tests; ``benchmarks/graph_quality.py`` prints the full table.
 """
 
