@@ -5,8 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tir.training.methods.base import Method, create_method
-from tir.training.model import build_backbone, get_tokenizer
+import open_clip
+
+from tir.errors import UserError
+from tir.training.methods.base import METHODS, Method, create_method
+from tir.training.model import build_backbone, checkpoint_file, get_tokenizer
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Fail fast (before any data is read) on an unknown method or model, or a missing checkpoint file."""
+    from tir.training import methods  # noqa: F401  (registers every method)
+
+    if config["method"] not in METHODS:
+        raise UserError(f"unknown method {config['method']!r}; choose one of {', '.join(sorted(METHODS))}")
+    if config["model"] not in open_clip.list_models():
+        raise UserError(f"unknown model config {config['model']!r}; use an open_clip name such as ViT-B-16 or tir-tiny")
+    if config["pretrained"]:
+        checkpoint_file(config["pretrained"])
 
 
 def build_method(config: Mapping[str, Any], num_classes: int, with_pretrained: bool = True) -> Method:

@@ -10,6 +10,7 @@ batch-level losses gather features from all ranks, and rank 0 evaluates and writ
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import time
 from collections.abc import Iterator, Mapping
@@ -26,7 +27,7 @@ from tir.errors import UserError
 from tir.pipeline.layout import dataset_dir
 from tir.progress import log, progress_bar
 from tir.training import config as config_io
-from tir.training.build import build_method, tokenizer_for
+from tir.training.build import build_method, check_config, tokenizer_for
 from tir.training.checkpoint import BEST, LAST, capture_rng, read_checkpoint, restore_rng, save_checkpoint
 from tir.training.curves import plot_curves, read_metrics, write_metrics
 from tir.training.data import TrainData, load_train_data
@@ -221,6 +222,8 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     as an interruption would (the run can then be resumed).
     """
     config = dict(config)
+    check_config(config)
+    config["num_workers"] = min(int(config["num_workers"]), os.cpu_count() or 1)
     wants_cuda = str(config["device"]).startswith("cuda") or (config["device"] == "auto" and torch.cuda.is_available())
     info = init_from_env("cuda" if wants_cuda else "cpu")
     device = resolve_device(str(config["device"]), info)

@@ -15,6 +15,7 @@ a local checkpoint file, loads it with the square position grid interpolated to 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import open_clip
@@ -66,6 +67,17 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     for key in ("input_resolution", "context_length", "vocab_size"):
         state.pop(key, None)
     return state
+
+
+def checkpoint_file(pretrained: str) -> Path:
+    """``pretrained`` as an existing file path; a hub tag or missing file is a one-line UserError."""
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"--pretrained {pretrained!r} is not a file; tir never downloads weights: download the CLIP "
+            "checkpoint (e.g. OpenAI ViT-B-16.pt) on a machine with internet access and pass its local path"
+        )
+    return path
 
 
 class Backbone(nn.Module):
@@ -153,16 +165,15 @@ def build_backbone(
     """
     if name not in open_clip.list_models():
         raise UserError(f"unknown model config {name!r}; use an open_clip name such as ViT-B-16 or tir-tiny")
-    path = None
-    if pretrained:
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise UserError(
-                f"--pretrained {pretrained!r} is not a file; tir never downloads weights: download the CLIP "
-                "checkpoint (e.g. OpenAI ViT-B-16.pt) on a machine with internet access and pass its local path"
-            )
+    path = checkpoint_file(pretrained) if pretrained else None
     size = tuple(image_size) if image_size is not None else None
-    clip = open_clip.create_model(name, pretrained=None, force_image_size=size, force_quick_gelu=quick_gelu)
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # open_clip warns that no weights were loaded: tir loads them itself
+    try:
+        clip = open_clip.create_model(name, pretrained=None, force_image_size=size, force_quick_gelu=quick_gelu)
+    finally:
+        logger.setLevel(level)
     if not isinstance(clip, open_clip.CLIP):
         raise UserError(f"model config {name!r} is not a plain CLIP model; pick e.g. ViT-B-16")
     if path is not None:
