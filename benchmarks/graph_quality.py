@@ -51,8 +51,8 @@ def measure(parse: Parse, references: list[dict[str, Any]]) -> tuple[dict[str, L
 
 def table(results: list[dict[str, Any]]) -> str:
     """Plain-text table: backend x dataset, P / R / F1 (percent) per level, captions/s."""
-    header = f"{'backend':<8} {'dataset':<7} {'captions':>8} " + " ".join(f"{level + ' P/R/F1':>20}" for level in LEVELS)
-    header += f" {'captions/s':>10}"
+    levels = " ".join(f"{level + ' P/R/F1':>20}" for level in LEVELS)
+    header = f"{'backend':<8} {'dataset':<7} {'captions':>8} {levels} {'captions/s':>10}"
     lines = [header, "-" * len(header)]
     for r in results:
         cells = " ".join(

@@ -47,7 +47,8 @@ def sng_scores() -> dict[str, LevelScore]:
 
 
 def describe(score: LevelScore) -> str:
-    return f"P {score.precision:.3f} R {score.recall:.3f} F1 {score.f1:.3f} ({score.matched}/{score.predicted}/{score.gold})"
+    counts = f"{score.matched} matched / {score.predicted} predicted / {score.gold} gold"
+    return f"P {score.precision:.3f} R {score.recall:.3f} F1 {score.f1:.3f} ({counts})"
 
 
 @pytest.mark.parametrize("level", LEVELS)

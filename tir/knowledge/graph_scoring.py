@@ -154,12 +154,11 @@ def graph_from_row(row: Mapping[str, Any]) -> dict[str, list]:
     """
     objects = list(row.get("objects") or [])
     position = {int(o["id"]): i for i, o in enumerate(objects)}
+    relations = row.get("relations") or []
     return {
         "objects": [o["head"] for o in objects],
         "attributes": [[position[int(a["object"])], a["text"]] for a in row.get("attributes") or []],
-        "relations": [
-            [position[int(r["subject"])], r["predicate"], position[int(r["object"])]] for r in row.get("relations") or []
-        ],
+        "relations": [[position[int(r["subject"])], r["predicate"], position[int(r["object"])]] for r in relations],
     }
 
 
