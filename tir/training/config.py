@@ -8,6 +8,7 @@ Keys are flat except ``method_options`` (passed to the method's constructor; set
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _coerce(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-5`` as a string; read such strings as numbers."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _coerce(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce(v) for v in value]
+    return value
+
+
 def _set(config: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
+    value = _coerce(value)
     head = keys[0]
     if head not in DEFAULTS:
         raise UserError(f"unknown config key {head!r} in {origin}; known keys: {', '.join(DEFAULTS)}")

@@ -72,7 +72,7 @@ def holdout_val(manifest: pd.DataFrame, fraction: float, seed: int) -> pd.DataFr
     frame.loc[to_val, "split"] = "val"
     for split in ("train", "val"):
         rows = frame["split"] == split
-        frame.loc[rows, "pid"] = np.unique(frame.loc[rows, "pid"].to_numpy(), return_inverse=True)[1]
+        frame.loc[rows, "pid"] = np.unique(frame.loc[rows, "pid"].to_numpy(), return_inverse=True)[1].astype(frame["pid"].dtype)
     return frame
 
 

@@ -80,4 +80,4 @@ class ImageStore:
         if self._map is None:
             height, width = self.size
             self._map = np.memmap(self.cache, dtype=np.uint8, mode="r", shape=(len(self.paths), height, width, 3))
-        return to_chw(np.array(self._map[index]))
+        return to_chw(self._map[index])

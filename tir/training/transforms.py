@@ -45,7 +45,7 @@ def _normalise(image: torch.Tensor) -> torch.Tensor:
 
 def to_chw(image: np.ndarray) -> torch.Tensor:
     """uint8 [H, W, 3] array -> uint8 [3, H, W] tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
 
 
 def eval_transform(image: torch.Tensor) -> torch.Tensor:

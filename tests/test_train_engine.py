@@ -1,0 +1,90 @@
+"""The engine: a run's outputs, bit-identical resume, config resolution, the `tir train` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from train_support import make_dataset, tiny_config
+
+from tir.cli import cli
+from tir.errors import UserError
+from tir.training import config as config_io
+from tir.training.checkpoint import load_method, read_checkpoint
+from tir.training.engine import train
+from tir.training.optim import lr_factor
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("train-engine"))
+
+
+def test_run_writes_checkpoints_metrics_and_curves(manifests, tmp_path) -> None:
+    run = train(tiny_config(manifests, tmp_path, method="irra", max_steps_per_epoch=3))
+    assert {"config.yaml", "last.pt", "best.pt", "metrics.jsonl", "curves.png"} <= {p.name for p in run.iterdir()}
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and all("val_R1" in r and "loss_mlm" in r for r in records)
+    best = read_checkpoint(run)
+    assert best["best"]["epoch"] == max(records, key=lambda r: r["val_R1"])["epoch"]
+    method, config, _ = load_method(run)
+    assert config["method"] == "irra" and not method.training
+
+
+def test_resume_ends_bit_identical_to_an_uninterrupted_run(manifests, tmp_path) -> None:
+    settings = dict(method="irra", epochs=3, max_steps_per_epoch=2, img_aug=True)
+    whole = train(tiny_config(manifests, tmp_path / "a", **settings))
+    cut = tiny_config(manifests, tmp_path / "b", **settings)
+    train(cut, stop_after=1)
+    resumed = train(cut, resume=True)
+    a, b = read_checkpoint(whole / "last.pt"), read_checkpoint(resumed / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    lines = lambda run: [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert lines(whole) == lines(resumed)
+
+
+def test_a_second_run_with_the_same_name_needs_resume(manifests, tmp_path) -> None:
+    config = tiny_config(manifests, tmp_path, epochs=1, max_steps_per_epoch=1)
+    train(config)
+    with pytest.raises(UserError, match="--resume"):
+        train(config)
+
+
+def test_config_layers_and_overrides(tmp_path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: irra\nlr: 1.0e-5\nmethod_options: {cmt_depth: 2}\n")
+    config = config_io.resolve(recipe, ["lr=2e-5", "method_options.irra_mask_leak=true", "image_size=[256, 96]"],
+                               {"epochs": 3, "batch_size": None})
+    assert config["lr"] == 2e-5 and config["epochs"] == 3 and config["batch_size"] == 64
+    assert config["method_options"] == {"cmt_depth": 2, "irra_mask_leak": True}
+    assert config["image_size"] == [256, 96]
+    with pytest.raises(UserError, match="unknown config key"):
+        config_io.resolve(recipe, ["learning_rate=1"])
+    config_io.save(config, tmp_path / "saved.yaml")
+    assert yaml.safe_load((tmp_path / "saved.yaml").read_text()) == config
+
+
+def test_warmup_then_cosine() -> None:
+    assert lr_factor(0, 100, 10, 0.1, 0.0) == pytest.approx(0.1)
+    assert lr_factor(10, 100, 10, 0.1, 0.0) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, 0.1, 0.0) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, 0.1, 0.0) == pytest.approx(0.0)
+
+
+def test_train_command(manifests, tmp_path) -> None:
+    result = CliRunner().invoke(cli, [
+        "train", "--manifests", str(manifests), "--model", "tir-micro", "--method", "clip", "--epochs", "1",
+        "--batch-size", "8", "--device", "cpu", "--workers", "0", "--out", str(tmp_path), "--name", "cli",
+        "--set", "image_size=[64, 32]", "--set", "text_length=24", "--set", "max_steps_per_epoch=2",
+    ])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cli" / "best.pt").exists()
+    result = CliRunner().invoke(cli, ["train", "--manifests", str(manifests), "--pretrained", "openai"])
+    assert result.exit_code == 2 and "never downloads" in result.output
