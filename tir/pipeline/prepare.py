@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -87,14 +88,22 @@ class PrepareResult:
 
 @dataclass
 class _Parsed:
-    """Records that passed the checks done while reading, column by column, plus every reject."""
+    """Records that passed the checks done while reading, as columns, plus every reject.
+
+    Record columns (one entry per kept record) and caption columns (one entry per kept caption,
+    ``n_captions`` of them per record, in order) are kept apart so that the manifest is built by
+    repeating record values, not row by row.
+    """
 
     raw_index: list[int] = field(default_factory=list)
     split: list[str] = field(default_factory=list)
     raw_id: list[int] = field(default_factory=list)
     path: list[str] = field(default_factory=list)
-    captions: list[list[tuple[int, str, str]]] = field(default_factory=list)  # (caption_index, raw, normalised)
+    n_captions: list[int] = field(default_factory=list)
     texts: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each record's JSON text
+    caption_index: list[int] = field(default_factory=list)
+    caption_raw: list[str] = field(default_factory=list)
+    caption: list[str] = field(default_factory=list)
     rejects: list[tuple[Any, ...]] = field(default_factory=list)
     records: int = 0
     captions_total: int = 0
@@ -134,7 +143,10 @@ def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
     parsed = _Parsed()
     key = spec.image_key
     required = (key, *REQUIRED_KEYS)
+    required_set = set(required)
+    known = {name: name for name in spec.splits}
     first_use: dict[str, int] = {}
+    caption_index, caption_raw, caption_normal = parsed.caption_index, parsed.caption_raw, parsed.caption
     missing = object()
     for index, start, end, record in iter_records(path, text):
         parsed.records += 1
@@ -145,20 +157,22 @@ def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
         captions = record.get("captions", missing)
         n_raw = 0 if captions is missing else len(captions) if type(captions) is list else 1
         parsed.captions_total += n_raw
-        absent = [name for name in required if name not in record]
-        if absent:
-            parsed.reject(index, None, None, "missing_key", f"record {index} has no {', '.join(absent)}", n_raw, text[start:end])
+        if not record.keys() >= required_set:
+            absent = ", ".join(name for name in required if name not in record)
+            parsed.reject(index, None, None, "missing_key", f"record {index} has no {absent}", n_raw, text[start:end])
             continue
         raw_split = record["split"]
-        split = spec.split_of(raw_split)
-        if split is not raw_split:
+        split = known.get(raw_split) if type(raw_split) is str else None
+        if split is None:
+            split = spec.fallback_split
             parsed.unknown_splits[raw_split if isinstance(raw_split, str) else json.dumps(raw_split)] += 1
-        raw_id = _as_id(record["id"])
-        if raw_id is None:
-            message = f"record {index} has id {json.dumps(record['id'])}, not an integer"
-            parsed.reject(index, None, split, "bad_id", message, n_raw, text[start:end])
-            continue
-        if type(record["id"]) is not int:
+        raw_id = record["id"]
+        if type(raw_id) is not int:
+            raw_id = _as_id(raw_id)
+            if raw_id is None:
+                message = f"record {index} has id {json.dumps(record['id'])}, not an integer"
+                parsed.reject(index, None, split, "bad_id", message, n_raw, text[start:end])
+                continue
             parsed.quirks["ids_as_text"] += 1
         image, problem = _clean_path(record[key])
         if image is None:
@@ -179,7 +193,7 @@ def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
         if not captions:
             parsed.reject(index, None, split, "no_captions", f"record {index} has an empty captions list", 0, text[start:end])
             continue
-        kept = []
+        kept = 0
         for position, caption in enumerate(captions):
             if type(caption) is not str:
                 message = f"record {index} caption {position} is {json.dumps(caption)[:40]}, not a string"
@@ -194,13 +208,16 @@ def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
                 normal = caption  # share the string object: half the memory for clean captions
             else:
                 parsed.quirks["captions_whitespace_normalised"] += 1
-            kept.append((position, caption, normal))
+            caption_index.append(position)
+            caption_raw.append(caption)
+            caption_normal.append(normal)
+            kept += 1
         if kept:
             parsed.raw_index.append(index)
             parsed.split.append(split)
             parsed.raw_id.append(raw_id)
             parsed.path.append(image)
-            parsed.captions.append(kept)
+            parsed.n_captions.append(kept)
             parsed.texts.append((start, end))
     return parsed
 
@@ -217,50 +234,78 @@ def _check_images(parsed: _Parsed, image_root: Path, text: str, jobs: int) -> li
         start, end = parsed.texts[k]
         index = parsed.raw_index[k]
         message = f"record {index}: {header.detail}: {image_root.name}/{parsed.path[k]}"
-        parsed.reject(index, None, parsed.split[k], header.problem, message, len(parsed.captions[k]), text[start:end])
+        parsed.reject(index, None, parsed.split[k], header.problem, message, parsed.n_captions[k], text[start:end])
         sizes.append(None)
     return sizes
 
 
 # ----------------------------------------------------------------------------- tables
+def _rank_within(groups: np.ndarray) -> np.ndarray:
+    """For each position, how many earlier positions share its group (0-based counter per group)."""
+    rank = np.zeros(len(groups), np.int64)
+    for group in np.unique(groups):
+        where = np.flatnonzero(groups == group)
+        rank[where] = np.arange(len(where))
+    return rank
+
+
+def _first_seen_ids(groups: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Contiguous ids 0..n-1 within each group, numbered in order of first appearance."""
+    out = np.zeros(len(ids), np.int64)
+    for group in np.unique(groups):
+        where = np.flatnonzero(groups == group)
+        _, first, inverse = np.unique(ids[where], return_index=True, return_inverse=True)
+        order = np.empty(len(first), np.int64)
+        order[np.argsort(first, kind="stable")] = np.arange(len(first))
+        out[where] = order[inverse.reshape(-1)]
+    return out
+
+
+def _kept(values: list, type_: pa.DataType, keep: np.ndarray) -> pa.Array:
+    """``values`` where ``keep``, as an Arrow array; the Python list is emptied to free its memory."""
+    array = pa.array(values, type_)
+    values.clear()
+    return array if keep.all() else array.filter(pa.array(keep))
+
+
 def _manifest(parsed: _Parsed, sizes: list[tuple[int, int] | None] | None, dictionary: list[str]) -> tuple[pa.Table, dict]:
-    """The manifest table in raw order, and ids / images / captions per split."""
+    """The manifest table in raw order, and ids / images / captions per split (empties ``parsed``'s lists)."""
     code = {name: i for i, name in enumerate(dictionary)}
-    pids: dict[str, dict[int, int]] = {name: {} for name in dictionary}
-    images = dict.fromkeys(dictionary, 0)
-    pairs = dict.fromkeys(dictionary, 0)
-    cols: dict[str, list] = {name: [] for name in MANIFEST_SCHEMA.names}
-    for k, kept in enumerate(parsed.captions):
-        size = sizes[k] if sizes is not None else (None, None)
-        if size is None:
-            continue
-        split = parsed.split[k]
-        ids = pids[split]
-        n = len(kept)
-        start = pairs[split]
-        pairs[split] = start + n
-        cols["pair_index"].extend(range(start, start + n))
-        cols["split"].extend([code[split]] * n)
-        cols["raw_id"].extend([parsed.raw_id[k]] * n)
-        cols["pid"].extend([ids.setdefault(parsed.raw_id[k], len(ids))] * n)
-        cols["image_index"].extend([images[split]] * n)
-        images[split] += 1
-        cols["image_path"].extend([parsed.path[k]] * n)
-        cols["width"].extend([size[0]] * n)
-        cols["height"].extend([size[1]] * n)
-        for position, raw, normal in kept:
-            cols["caption_index"].append(position)
-            cols["caption_raw"].append(raw)
-            cols["caption"].append(normal)
-    arrays = []
-    for f in MANIFEST_SCHEMA:
-        values = cols.pop(f.name)
-        if f.name == "split":
-            arrays.append(pa.DictionaryArray.from_arrays(pa.array(values, pa.int32()), pa.array(dictionary, pa.string())))
-        else:
-            arrays.append(pa.array(values, f.type))
-    counts = {s: {"ids": len(pids[s]), "images": images[s], "captions": pairs[s]} for s in dictionary}
-    return pa.Table.from_arrays(arrays, schema=MANIFEST_SCHEMA), counts
+    splits = np.array([code[s] for s in parsed.split], np.int32)
+    counts_per_record = np.array(parsed.n_captions, np.int64)
+    raw_id = np.array(parsed.raw_id, np.int64)
+    keep = np.array([size is not None for size in sizes], bool) if sizes is not None else np.ones(len(splits), bool)
+    kept = np.flatnonzero(keep)
+    splits, counts_per_record, raw_id = splits[kept], counts_per_record[kept], raw_id[kept]
+    row_record = np.repeat(np.arange(len(kept)), counts_per_record)  # kept-record number of each row
+    row_split = splits[row_record]
+    image_index = _rank_within(splits)
+    pid = _first_seen_ids(splits, raw_id)
+    caption_keep = np.repeat(keep, np.array(parsed.n_captions, np.int64))
+    if sizes is not None:
+        width = pa.array(np.array([s[0] for s in sizes if s is not None], np.int32)[row_record])
+        height = pa.array(np.array([s[1] for s in sizes if s is not None], np.int32)[row_record])
+    else:
+        width = height = pa.nulls(len(row_record), pa.int32())
+    columns = {
+        "pair_index": pa.array(_rank_within(row_split)),
+        "split": pa.DictionaryArray.from_arrays(pa.array(row_split), pa.array(dictionary, pa.string())),
+        "raw_id": pa.array(raw_id[row_record]),
+        "pid": pa.array(pid[row_record].astype(np.int32)),
+        "image_index": pa.array(image_index[row_record].astype(np.int32)),
+        "image_path": _kept(parsed.path, pa.string(), keep).take(pa.array(row_record)),
+        "caption_index": _kept(parsed.caption_index, pa.int16(), caption_keep),
+        "caption": _kept(parsed.caption, pa.string(), caption_keep),
+        "caption_raw": _kept(parsed.caption_raw, pa.string(), caption_keep),
+        "width": width,
+        "height": height,
+    }
+    table = pa.Table.from_arrays([columns[name] for name in MANIFEST_SCHEMA.names], schema=MANIFEST_SCHEMA)
+    counts = {}
+    for name, c in code.items():
+        mine = splits == c
+        counts[name] = {"ids": len(np.unique(raw_id[mine])), "images": int(mine.sum()), "captions": int(counts_per_record[mine].sum())}
+    return table, counts
 
 
 def _rejects(parsed: _Parsed) -> pa.Table:
@@ -333,6 +378,7 @@ def prepare_dataset(
     if check_images and not image_root.is_dir():
         raise UserError(f"image folder not found; put the {spec.name} images there or pass --no-check-images", path=image_root)
 
+    source_fingerprint = store.fingerprint(source)
     text = read_text(source)
     parsed = _read(spec, source, text)
     sizes = _check_images(parsed, image_root, text, jobs or os.cpu_count() or 1) if check_images else None
@@ -357,10 +403,12 @@ def prepare_dataset(
         "published": {s: dict(zip(("ids", "images", "captions"), v)) for s, v in spec.published.items()},
         "warnings": _warnings(spec, parsed, counts),
     }
-    extra = {"stats": {"splits": counts, "raw": stats["raw"]}}
-    store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=inputs)
+    # the fingerprint taken before reading goes into both tables (hashed once, not once per table)
+    recorded = {"inputs": {"annotations": source_fingerprint}}
+    store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs={}, extra=recorded)
     store.write_json_atomic(paths[2], stats)
-    store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=inputs, extra=extra)
+    extra = {**recorded, "stats": {"splits": counts, "raw": stats["raw"]}}
+    store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs={}, extra=extra)
     return PrepareResult(out_dir, *paths, stats=stats)
 
 

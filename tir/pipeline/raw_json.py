@@ -7,7 +7,10 @@ one-line UserError that names the file, the line/column and the record where the
 
 from __future__ import annotations
 
+import codecs
 import json
+import mmap
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,17 +23,28 @@ _FIX = "re-download or re-extract the annotation file, or pass the right one wit
 
 
 def read_text(path: Path) -> str:
-    """The file's text (UTF-8, a leading BOM dropped), or a one-line UserError."""
+    """The file's text (UTF-8, a leading BOM dropped), or a one-line UserError.
+
+    The bytes are decoded straight from a memory map, so only the text is held in memory, not the
+    bytes as well.
+    """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                return ""
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                start = len(codecs.BOM_UTF8) if view[:3] == codecs.BOM_UTF8 else 0
+                data = memoryview(view)
+                try:
+                    return str(data[start:], "utf-8")
+                finally:
+                    data.release()
     except FileNotFoundError:
         raise UserError(f"annotation file not found; {_FIX}", path=path) from None
-    except OSError as error:
-        raise UserError(f"cannot read the annotation file ({error.strerror}); check its permissions", path=path) from None
-    try:
-        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise UserError(f"not UTF-8 text (bad byte at offset {error.start}), so not a JSON annotation file; {_FIX}", path=path) from None
+    except OSError as error:
+        raise UserError(f"cannot read the annotation file ({error.strerror or error}); check its permissions", path=path) from None
 
 
 def _where(text: str, pos: int) -> str:
