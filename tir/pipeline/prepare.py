@@ -404,11 +404,11 @@ def prepare_dataset(
         "warnings": _warnings(spec, parsed, counts),
     }
     # the fingerprint taken before reading goes into both tables (hashed once, not once per table)
-    recorded = {"inputs": {"annotations": source_fingerprint}}
-    store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs={}, extra=recorded)
+    recorded = {"annotations": source_fingerprint}
+    store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=recorded)
     store.write_json_atomic(paths[2], stats)
-    extra = {**recorded, "stats": {"splits": counts, "raw": stats["raw"]}}
-    store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs={}, extra=extra)
+    extra = {"stats": {"splits": counts, "raw": stats["raw"]}}
+    store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=recorded, extra=extra)
     return PrepareResult(out_dir, *paths, stats=stats)
 
 

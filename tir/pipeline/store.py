@@ -100,13 +100,20 @@ def fingerprint_matches(recorded: Mapping[str, Any], path: str | os.PathLike) ->
 
 
 # ----------------------------------------------------------------------------- provenance
-def make_provenance(stage: str, options: Mapping[str, Any], inputs: Mapping[str, str | os.PathLike]) -> dict[str, Any]:
-    """The provenance record for an artifact of ``stage`` built with ``options`` from ``inputs``."""
+def make_provenance(stage: str, options: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The provenance record for an artifact of ``stage`` built with ``options`` from ``inputs``.
+
+    An input is a path (fingerprinted now) or a fingerprint taken earlier with ``fingerprint``
+    (e.g. before a long read, so that the record describes the bytes that were read).
+    """
     return {
         "tir_version": __version__,
         "stage": stage,
         "options": _jsonable(options),
-        "inputs": {name: fingerprint(path) for name, path in inputs.items()},
+        "inputs": {
+            name: dict(source) if isinstance(source, Mapping) else fingerprint(source)
+            for name, source in inputs.items()
+        },
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -121,11 +128,14 @@ def write_table(
     *,
     stage: str,
     options: Mapping[str, Any],
-    inputs: Mapping[str, str | os.PathLike],
+    inputs: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
     compression: str = "zstd",
 ) -> Path:
-    """Write ``table`` to ``path`` atomically with provenance (and optional ``extra`` fields) attached."""
+    """Write ``table`` to ``path`` atomically with provenance (and optional ``extra`` fields) attached.
+
+    ``inputs`` maps names to paths or to fingerprints taken earlier (see ``make_provenance``).
+    """
     provenance = make_provenance(stage, options, inputs)
     if extra:
         provenance.update(_jsonable(extra))
