@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "grad_clip": 0.0,  # max gradient norm; 0 disables
     "amp": "auto",  # auto (bf16 on CUDA when supported, else fp16) | bf16 | fp16 | off; CPU is always fp32
     "max_steps_per_epoch": None,  # cut epochs short (tests, benchmarks)
+    "ddp_find_unused_parameters": False,  # torchrun: set true for methods that leave parameters unused in a step
     # run
     "seed": 1,
     "device": "auto",  # auto | cpu | cuda | cuda:N

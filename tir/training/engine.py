@@ -249,7 +249,11 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     method = build_method(config, data.num_classes).to(device)
     model: torch.nn.Module = method
     if info.distributed:
-        model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
+        model = DistributedDataParallel(
+            method,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(config["ddp_find_unused_parameters"]),
+        )
     loader = _train_loader(data, config, info)
     steps = len(loader) if config["max_steps_per_epoch"] is None else min(len(loader), int(config["max_steps_per_epoch"]))
     optimizer = build_optimizer(method, config)

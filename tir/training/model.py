@@ -91,6 +91,7 @@ class Backbone(nn.Module):
         if not isinstance(visual.transformer.resblocks[-1], ResidualAttentionBlock):
             raise UserError("only open_clip configs with standard attention blocks are supported; pick e.g. ViT-B-16")
         self.clip = clip
+        clip.logit_scale.requires_grad_(False)  # methods use a fixed temperature; unused by DDP otherwise
         self.sot_id, self.eot_id = sot_id, eot_id
         old = clip.token_embedding
         self.mask_token_id = old.num_embeddings
