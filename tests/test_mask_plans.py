@@ -45,7 +45,8 @@ def reference(tokenizer):
 def random_captions(count: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     words = ["a", "man", "woman", "t-shirt", "T-SHIRT", "jeans.", "she's", "don't", "bag,", "(red)", "16-year-old",
-             "black/white", "\u00e9t\u00e9", "&", "&amp;", "shoes!!", "\u201cnice\u201d", "x", "backpack's", "o'clock", "  "]
+             "black/white", "\u00e9t\u00e9", "&", "&amp;", "shoes!!", "\u201cnice\u201d", "x", "backpack's", "o'clock", "  ",
+             "\n", "line\r\nbreak", "\ttab", "\x0bvt", "\x00nul", "caf\u00e9s", "\u00c9T\u00c9"]
     return [" ".join(rng.choice(words) for _ in range(rng.randint(0, 60))) for _ in range(count)]
 
 

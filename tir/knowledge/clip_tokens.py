@@ -5,8 +5,8 @@ the caption is cleaned the same way (ftfy, HTML unescaping, whitespace, lower ca
 same pattern and merged with the same BPE. Work is cached per whitespace-separated chunk of the cleaned
 text, and a batch of captions is assembled with numpy, so a caption costs a few dict look-ups.
 
-Offsets index the *original* caption. For plain ASCII captions (no ``&``, no control characters)
-cleaning only lower-cases, so offsets are exact; otherwise the cleaned text is aligned to the caption
+Offsets index the *original* caption. For plain ASCII captions (no ``&``, no control characters
+but tabs and line breaks) cleaning only collapses whitespace and lower-cases, so offsets are exact; otherwise the cleaned text is aligned to the caption
 with difflib and a token's span covers the characters it came from.
 
 A *word* is a run of letters and digits joined by internal hyphens or apostrophes ("t-shirt",
@@ -26,6 +26,7 @@ import numpy as np
 import regex
 
 TOKENIZER_NAME = "open_clip.SimpleTokenizer/lower"
+_LINE_SPACE = str.maketrans("\t\n\r", "   ")  # whitespace that cleaning collapses, as spaces of the same width
 WORD_PATTERN = regex.compile(r"[\p{L}\p{N}]+(?:['\-][\p{L}\p{N}]+)*|[^\s\p{L}\p{N}]+")
 
 
@@ -122,9 +123,8 @@ class ClipTokenizer:
         n_chunks = np.empty(len(captions), np.int64)
         aligned: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for i, caption in enumerate(captions):
-            if caption.isascii() and caption.isprintable() and "&" not in caption:
-                text = caption.lower()
-            else:
+            text = caption.translate(_LINE_SPACE).lower()  # all that cleaning does to most captions
+            if not (caption.isascii() and text.isprintable() and "&" not in caption):
                 text = self.tokenizer.clean_fn(caption)
                 aligned[i] = _alignment(caption, text)
             chunks = text.split(" ")
