@@ -88,3 +88,17 @@ def test_train_command(manifests, tmp_path) -> None:
     assert (tmp_path / "cli" / "best.pt").exists()
     result = CliRunner().invoke(cli, ["train", "--manifests", str(manifests), "--pretrained", "openai"])
     assert result.exit_code == 2 and "never downloads" in result.output
+
+
+def test_every_recipe_resolves_to_known_keys_and_methods() -> None:
+    from pathlib import Path
+
+    from tir.training.build import check_config
+
+    recipes = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+    assert any(p.name.startswith("irra_") for p in recipes)
+    for recipe in recipes:
+        config = config_io.resolve(recipe)
+        if config["method"] in ("clip", "irra", "hkgr"):
+            check_config(config)
+            assert config["batch_size"] == 64 or recipe.name == "demo.yaml"
