@@ -51,16 +51,14 @@ def id_loss(image_logits: torch.Tensor, text_logits: torch.Tensor, pids: torch.T
 
 
 def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the masked positions (labels ``IGNORE_INDEX`` elsewhere); 0 if none."""
-    picked = labels != IGNORE_INDEX
-    if not bool(picked.any()):
+    """Cross-entropy of ``logits`` [n, V] against ``labels`` [n] (the masked positions); 0 if none."""
+    if labels.numel() == 0:
         return logits.sum() * 0.0
-    return F.cross_entropy(logits[picked].float(), labels[picked])
+    return F.cross_entropy(logits.float(), labels)
 
 
 def mlm_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Share of masked positions whose token is predicted exactly (for logging)."""
-    picked = labels != IGNORE_INDEX
-    if not bool(picked.any()):
+    if labels.numel() == 0:
         return logits.new_zeros(())
-    return (logits[picked].argmax(-1) == labels[picked]).float().mean()
+    return (logits.argmax(-1) == labels).float().mean()

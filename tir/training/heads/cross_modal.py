@@ -12,7 +12,11 @@ from torch import nn
 
 
 class CrossModalMLM(nn.Module):
-    """``forward(text_tokens [B, Lt, D], image_tokens [B, Li, D]) -> logits [B, Lt, vocab_size]``."""
+    """``forward(text_tokens [B, Lt, D], image_tokens [B, Li, D], select [B, Lt] bool | None) -> logits``.
+
+    Logits are [B, Lt, vocab_size], or [n, vocab_size] for the ``select``-ed positions only (the
+    vocabulary projection dominates the cost, and MLM needs only the masked positions).
+    """
 
     def __init__(self, dim: int, vocab_size: int, depth: int = 4, heads: int | None = None) -> None:
         super().__init__()
@@ -37,8 +41,8 @@ class CrossModalMLM(nn.Module):
         nn.init.normal_(self.head[0].weight, std=fc_std)
         nn.init.normal_(self.head[3].weight, std=proj_std)
 
-    def forward(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
         image = self.ln_pre_image(image_tokens)
         x = self.cross_attn(self.ln_pre_text(text_tokens), image, image, need_weights=False)[0]
         x = self.ln_post(self.transformer(x))
-        return self.head(x)
+        return self.head(x if select is None else x[select])

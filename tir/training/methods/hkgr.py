@@ -17,7 +17,7 @@ from tir.errors import UserError
 from tir.knowledge.masking import MaskPolicy, mask_tokens
 from tir.training.heads.cross_modal import CrossModalMLM
 from tir.training.heads.token_selection import TokenSelectionEmbedding
-from tir.training.losses import id_loss, mlm_accuracy, mlm_loss, sdm
+from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
 from tir.training.methods.base import Features, Method, StepContext, register
 from tir.training.methods.irra import identity_classifier
 from tir.training.model import Backbone
@@ -89,7 +89,9 @@ class Hkgr(Method):
         masked_text = backbone.encode_text(masked)
         image_fine = self._fine(self.image_select, image)
         text_fine = self._fine(self.text_select, clean)
-        logits = self.cross_modal(masked_text["tokens"], image["tokens"])
+        picked = labels != IGNORE_INDEX
+        logits = self.cross_modal(masked_text["tokens"], image["tokens"], picked)
+        labels = labels[picked]
         out = {
             "loss_sdm": self.weights["sdm"] * sdm(image["global"], clean["global"], pids, self.scale),
             "loss_fine": self.weights["fine"] * sdm(image_fine, text_fine, pids, self.scale),

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tir.training.heads.cross_modal import CrossModalMLM
-from tir.training.losses import id_loss, mlm_accuracy, mlm_loss, sdm
+from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
 from tir.training.methods.base import Features, Method, StepContext, register
 from tir.training.mlm import random_token_mask
 from tir.training.model import Backbone
@@ -72,7 +72,9 @@ class Irra(Method):
         image = backbone.encode_image(batch["images"])
         masked_text = backbone.encode_text(masked)
         clean_text = masked_text if self.mask_leak else backbone.encode_text(text)
-        logits = self.cross_modal(masked_text["tokens"], image["tokens"])
+        picked = labels != IGNORE_INDEX
+        logits = self.cross_modal(masked_text["tokens"], image["tokens"], picked)
+        labels = labels[picked]
         out = {
             "loss_sdm": self.weights["sdm"] * sdm(image["global"], clean_text["global"], pids, self.scale),
             "loss_id": self.weights["id"]
