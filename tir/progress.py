@@ -31,6 +31,7 @@ class _LineProgress:
         self.start = self.last = time.perf_counter()
         self.postfix = ""
         self.closed = False
+        self.emitted_n = -1
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -43,6 +44,7 @@ class _LineProgress:
         self.postfix = text
 
     def _emit(self, now: float) -> None:
+        self.emitted_n = self.n
         rate = self.n / max(now - self.start, 1e-9)
         of = f"/{self.total}" if self.total is not None else ""
         extra = f" {self.postfix}" if self.postfix else ""
@@ -51,7 +53,8 @@ class _LineProgress:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._emit(time.perf_counter())
+            if self.emitted_n != self.n:
+                self._emit(time.perf_counter())
 
     def __enter__(self) -> "_LineProgress":
         return self
