@@ -7,12 +7,12 @@ feeds SDM and ID (its numbers depend on it); by default SDM and ID see the clean
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tir.training.heads.cross_modal import CrossModalMLM
 from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
-from tir.training.methods.base import Features, Method, StepContext, register
+from tir.training.methods.base import Method, StepContext, register
+from tir.training.methods.global_retrieval import GlobalRetrieval
 from tir.training.mlm import random_token_mask
 from tir.training.model import Backbone
 
@@ -26,7 +26,7 @@ def identity_classifier(dim: int, num_classes: int) -> nn.Linear:
 
 
 @register
-class Irra(Method):
+class Irra(GlobalRetrieval, Method):
     """Options: ``temperature`` 0.02, ``sdm_weight`` / ``id_weight`` / ``mlm_weight`` 1.0,
     ``mlm_probability`` 0.15, ``cmt_depth`` 4, ``irra_mask_leak`` False."""
 
@@ -83,12 +83,3 @@ class Irra(Method):
         }
         out["mlm_acc"] = mlm_accuracy(logits.detach(), labels)
         return out
-
-    def encode_image(self, images: torch.Tensor) -> Features:
-        return {"global": F.normalize(self.backbone.encode_image(images)["global"].float(), dim=-1)}
-
-    def encode_text(self, text: torch.Tensor) -> Features:
-        return {"global": F.normalize(self.backbone.encode_text(text)["global"].float(), dim=-1)}
-
-    def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
-        return text_features["global"] @ image_features["global"].t()
