@@ -102,3 +102,16 @@ def test_every_recipe_resolves_to_known_keys_and_methods() -> None:
         if config["method"] in ("clip", "irra", "hkgr"):
             check_config(config)
             assert config["batch_size"] == 64 or recipe.name == "demo.yaml"
+
+
+def test_reference_flaw_flags_reach_the_method_options(manifests, tmp_path) -> None:
+    result = CliRunner().invoke(cli, [
+        "train", "--manifests", str(manifests), "--model", "tir-micro", "--method", "irra", "--epochs", "1",
+        "--batch-size", "8", "--device", "cpu", "--workers", "0", "--out", str(tmp_path), "--name", "leak",
+        "--set", "image_size=[64, 32]", "--set", "text_length=24", "--set", "max_steps_per_epoch=1",
+        "--irra-mask-leak",
+    ])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "leak" / "config.yaml").read_text())
+    assert saved["method_options"]["irra_mask_leak"] is True
+    assert "rde_eval_mode_train" not in saved["method_options"]

@@ -37,10 +37,23 @@ AMP = click.Choice(["auto", "bf16", "fp16", "off"])
 @click.option("--out", default=None, help="Folder holding run folders [default: runs].")
 @click.option("--name", default=None, help="Run folder name [default: <method>-<dataset>].")
 @click.option("--seed", type=int, default=None, help="Seed of initialisation, sampling, augmentation and masking [default 1].")
+@click.option("--irra-mask-leak", is_flag=True,
+              help="irra: let the masked caption also feed SDM and ID, as IRRA's published code does (its numbers "
+                   "depend on it); off by default. Same as --set method_options.irra_mask_leak=true.")
+@click.option("--rde-eval-mode-train", is_flag=True,
+              help="rde: leave the model in eval mode after each epoch's consensus division, as RDE's published "
+                   "code does; off by default. Same as --set method_options.rde_eval_mode_train=true.")
 @click.option("--resume", is_flag=True,
               help="Continue the run <out>/<name> from its last.pt with its saved config (only --device and "
                    "--workers may change); it ends exactly where an uninterrupted run would.")
-def train(config_file: Path | None, overrides: tuple[str, ...], resume: bool, **options) -> None:
+def train(
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    irra_mask_leak: bool,
+    rde_eval_mode_train: bool,
+    resume: bool,
+    **options,
+) -> None:
     """Train a text-to-image re-id method on a prepared dataset.
 
     Reads manifest.parquet (and mask_plans.parquet when present, and --noise), trains with the recipe's
@@ -52,6 +65,8 @@ def train(config_file: Path | None, overrides: tuple[str, ...], resume: bool, **
     from tir.training import config as config_io
     from tir.training.engine import train as run_training
 
+    flags = {"irra_mask_leak": irra_mask_leak, "rde_eval_mode_train": rde_eval_mode_train}
+    overrides += tuple(f"method_options.{name}=true" for name, given in flags.items() if given)
     config = config_io.resolve(config_file, overrides, options)
     run_dir = run_training(config, resume=resume)
     click.echo(str(run_dir))
