@@ -63,10 +63,12 @@ def train(
     Under `torchrun --nproc-per-node N -m tir.cli train ...` it trains with DistributedDataParallel.
     """
     from tir.training import config as config_io
+    from tir.training.distributed import is_main_process
     from tir.training.engine import train as run_training
 
     flags = {"irra_mask_leak": irra_mask_leak, "rde_eval_mode_train": rde_eval_mode_train}
     overrides += tuple(f"method_options.{name}=true" for name, given in flags.items() if given)
     config = config_io.resolve(config_file, overrides, options)
     run_dir = run_training(config, resume=resume)
-    click.echo(str(run_dir))
+    if is_main_process():
+        click.echo(str(run_dir))
