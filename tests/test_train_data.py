@@ -23,7 +23,7 @@ def manifests(tmp_path_factory):
 
 def _load(manifests, **kwargs):
     tokenizer = get_tokenizer("tir-micro")
-    defaults = dict(tokenizer=tokenizer, eot_id=tokenizer.eot_token_id, image_size=(64, 32), text_length=24, seed=1)
+    defaults = dict(tokenizer=tokenizer, image_size=(64, 32), text_length=24, seed=1)
     return load_train_data(manifests, **{**defaults, **kwargs})
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import click
+import yaml
 
 DATASET = "CUHK-PEDES"
 
@@ -58,7 +59,8 @@ def main(out: str, ids: int, config: str) -> None:
         _run(["synth", DATASET, "--out", str(raw), "--ids", str(ids), "--images-per-id", "4", "--seed", "0"])
     _run(["prepare", DATASET, "--root", str(raw), "--out", str(manifests / DATASET)])
     _run(["parse-graphs", DATASET, "--manifests", str(manifests)])
-    _run(["plan-masks", DATASET, "--manifests", str(manifests)])
+    text_length = yaml.safe_load(Path(config).read_text()).get("text_length", 77)
+    _run(["plan-masks", DATASET, "--manifests", str(manifests), "--context-length", str(text_length)])
     _run(["make-noise", DATASET, "--manifests", str(manifests), "--rate", "0.2", "--seed", "1"])
     if (run / "best.pt").exists():
         click.echo(f"reusing the trained run in {run} (delete it to train again)", err=True)

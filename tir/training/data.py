@@ -15,19 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 import torch
 from torch.utils.data import Dataset
 
 from tir.errors import UserError
 from tir.pipeline import store
+from tir.knowledge.mask_plans import plan_arrays, require_plan_tokenizer
+from tir.knowledge.noise import load_noise
 from tir.pipeline.layout import MANIFEST, MASK_PLANS
+from tir.progress import log
 from tir.training.image_cache import ImageStore, build_cache
 from tir.training.transforms import TrainTransform, eval_transform
 
 MANIFEST_COLUMNS = ("pair_index", "split", "pid", "image_index", "image_path", "caption")
-PLAN_COLUMNS = ("token_ids", "word_ids", "level", "element")
-PLAN_PADDING = {"token_ids": 0, "word_ids": -1, "level": 0, "element": -1}
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
@@ -76,41 +76,17 @@ def holdout_val(manifest: pd.DataFrame, fraction: float, seed: int) -> pd.DataFr
     return frame
 
 
-def read_plans(path: Path, split: str, pair_index: np.ndarray, length: int) -> dict[str, torch.Tensor]:
-    """The mask plans of ``pair_index`` rows of ``split`` as [N, length] long tensors (cut / padded)."""
-    table = store.read_table(path, stage="plan-masks", columns=["split", "pair_index", *PLAN_COLUMNS])
-    table = table.filter(pc.equal(table["split"].cast("string"), split))
-    positions = pd.Index(table["pair_index"].to_numpy()).get_indexer(pair_index)
+def read_train_plans(path: Path, pair_index: np.ndarray, tokenizer, length: int) -> dict[str, torch.Tensor]:
+    """The train plans of ``pair_index`` rows as [N, length] long tensors (token_ids, word_ids, level, element).
+
+    Refuses plans made with another tokenizer or context length than the model's.
+    """
+    require_plan_tokenizer(path, tokenizer, length)
+    arrays = plan_arrays(path, "train", length)
+    positions = pd.Index(arrays.pop("pair_index")).get_indexer(pair_index)
     if (positions < 0).any():
-        raise UserError(f"mask plans lack {int((positions < 0).sum())} {split} pairs; run `tir plan-masks --force`", path=path)
-    out = {}
-    for column in PLAN_COLUMNS:
-        lists = table[column].to_pylist()
-        array = np.full((len(pair_index), length), PLAN_PADDING[column], dtype=np.int64)
-        for row, position in enumerate(positions):
-            values = lists[position][:length]
-            array[row, : len(values)] = values
-        out[column] = torch.from_numpy(array)
-    return out
-
-
-def _end_cut_plans(plans: dict[str, torch.Tensor], eot_id: int) -> None:
-    """Where a plan was cut to the text length, make its last token the end token (in place)."""
-    ids = plans["token_ids"]
-    cut = (ids != 0).all(dim=1) & (ids[:, -1] != eot_id)
-    ids[cut, -1] = eot_id
-    plans["word_ids"][cut, -1] = -1
-    plans["level"][cut, -1] = 0
-    plans["element"][cut, -1] = -1
-
-
-def read_noise(path: Path, pair_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(caption_source, is_noisy) for the train ``pair_index`` rows from a `tir make-noise` file."""
-    frame = store.read_table(path, stage="make-noise", columns=["pair_index", "caption_source", "is_noisy"]).to_pandas()
-    frame = frame.set_index("pair_index").reindex(pair_index)
-    if frame["caption_source"].isna().any():
-        raise UserError("noise file does not cover the train split; re-run `tir make-noise`", path=path)
-    return frame["caption_source"].to_numpy(np.int64), frame["is_noisy"].to_numpy(bool)
+        raise UserError(f"mask plans lack {int((positions < 0).sum())} train pairs; run `tir plan-masks --force`", path=path)
+    return {name: torch.from_numpy(array[positions]) for name, array in arrays.items()}
 
 
 class TrainDataset(Dataset):
@@ -201,7 +177,6 @@ def load_train_data(
     folder: Path,
     *,
     tokenizer,
-    eot_id: int,
     image_size: tuple[int, int],
     text_length: int,
     seed: int,
@@ -236,8 +211,13 @@ def load_train_data(
     plans = None
     if plans_path.exists() and use_plans is not False:
         store.require_built_from(plans_path, "manifest", manifest_path, "tir plan-masks")
-        plans = read_plans(plans_path, "train", all_pairs, text_length)
-        _end_cut_plans(plans, eot_id)
+        try:
+            plans = read_train_plans(plans_path, all_pairs, tokenizer, text_length)
+        except UserError as error:
+            if use_plans:
+                raise
+            log(f"not using the mask plans: {error}")
+    if plans is not None:
         text_all = plans.pop("token_ids")
     else:
         text_all = tokenize(train_all["caption"].tolist())
@@ -246,8 +226,8 @@ def load_train_data(
     noise_truth = None
     source = pairs["pair_index"].to_numpy(np.int64)
     if noise is not None:
-        source, is_noisy = read_noise(Path(noise), source)
-        noise_truth = torch.as_tensor(is_noisy)
+        sources, noisy = load_noise(noise, manifest_path)
+        source, noise_truth = sources[source], torch.as_tensor(noisy[source])
     rows = pd.Index(all_pairs).get_indexer(source)
     text = text_all[rows]
     plans = {key: value[rows] for key, value in plans.items()} if plans is not None else None

@@ -189,7 +189,6 @@ def _load_data(config: Mapping[str, Any], cache_dir: Path | None) -> TrainData:
     return load_train_data(
         dataset_folder(config),
         tokenizer=tokenizer,
-        eot_id=tokenizer.eot_token_id,
         image_size=tuple(config["image_size"]),
         text_length=int(config["text_length"]),
         seed=int(config["seed"]),
