@@ -26,7 +26,8 @@ AMP = click.Choice(["auto", "bf16", "fp16", "off"])
                    "Hub tags are refused: download the file elsewhere and pass its path. Default: random init.")
 @click.option("--image-root", default=None,
               help="Folder the manifest's image paths are relative to [default: the --root given to `tir prepare`, /imgs].")
-@click.option("--noise", default=None, help="A `tir make-noise` file (noise/<rate>-seed<seed>.parquet): train with noisy captions.")
+@click.option("--noise", default=None, help="Train with noisy captions: a `tir make-noise` file (noise/<rate>-seed<seed>.parquet, refused "
+                   "when made from another manifest) or an RDE .npy noise index (validated against the train split).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs [recipe; default 60].")
 @click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Pairs per batch per process [default 64].")
 @click.option("--lr", type=float, default=None, help="Base learning rate; new modules use lr x new_module_lr_factor [default 1e-5].")
