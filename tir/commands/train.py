@@ -23,6 +23,7 @@ AMP = click.Choice(["auto", "bf16", "fp16", "off"])
 @click.option("--model", default=None, help="open_clip model config: ViT-B-16 (default), or tir-tiny / tir-micro for CPU tests.")
 @click.option("--pretrained", default=None,
               help="Local CLIP checkpoint file (e.g. OpenAI ViT-B-16.pt; add --set quick_gelu=true for OpenAI weights). "
+                   "A `tir train` checkpoint (runs/<name>/best.pt) also works: its backbone is reused, its heads are not. "
                    "Hub tags are refused: download the file elsewhere and pass its path. Default: random init.")
 @click.option("--image-root", default=None,
               help="Folder the manifest's image paths are relative to [default: the --root given to `tir prepare`, /imgs].")

@@ -56,16 +56,26 @@ def _run_blocks(
     return x, weights
 
 
+TIR_BACKBONE_PREFIX = "backbone.clip."
+
+
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
-    """A CLIP state dict from a checkpoint file (open_clip/LAION file or an OpenAI TorchScript archive)."""
+    """A CLIP state dict from a checkpoint file: open_clip/LAION, an OpenAI TorchScript archive, or a
+    checkpoint written by `tir train` (its backbone, mask-token row included, without the method's heads)."""
     try:
-        return open_clip.factory.load_state_dict(str(path))
+        state = open_clip.factory.load_state_dict(str(path))
     except RuntimeError as error:
         if "TorchScript" not in str(error):
             raise UserError(f"cannot read the checkpoint ({error}); pass a CLIP checkpoint file", path=path) from None
-    state = torch.jit.load(str(path), map_location="cpu").state_dict()
-    for key in ("input_resolution", "context_length", "vocab_size"):
-        state.pop(key, None)
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        for key in ("input_resolution", "context_length", "vocab_size"):
+            state.pop(key, None)
+        return state
+    if "format" in state and isinstance(state.get("model"), dict):  # a `tir train` checkpoint
+        prefix = TIR_BACKBONE_PREFIX
+        state = {key[len(prefix):]: value for key, value in state["model"].items() if key.startswith(prefix)}
+        if not state:
+            raise UserError("this tir checkpoint holds no CLIP backbone; pass a run's best.pt or last.pt", path=path)
     return state
 
 
@@ -158,7 +168,8 @@ def build_backbone(
     image_size: tuple[int, int] | None = None,
     quick_gelu: bool = False,
 ) -> Backbone:
-    """Build an open_clip model by config name, optionally from a local checkpoint file.
+    """Build an open_clip model by config name, optionally from a local checkpoint file
+    (a CLIP checkpoint, or a `tir train` checkpoint whose backbone is reused).
 
     ``image_size`` (H, W) overrides the config's (IRRA: 384x128); a square checkpoint grid is
     interpolated. ``quick_gelu`` is needed for OpenAI checkpoints. Hub tags are refused: this
@@ -177,16 +188,24 @@ def build_backbone(
         logger.setLevel(level)
     if not isinstance(clip, open_clip.CLIP):
         raise UserError(f"model config {name!r} is not a plain CLIP model; pick e.g. ViT-B-16")
+    mask_row = None
     if path is not None:
         state = _state_dict_from_file(path)
-        resize_pos_embed(state, clip)
+        embedding = state.get("token_embedding.weight")
+        if embedding is not None and embedding.shape[0] == clip.token_embedding.num_embeddings + 1:
+            mask_row, state["token_embedding.weight"] = embedding[-1:], embedding[:-1]  # tir's mask token
         try:
+            resize_pos_embed(state, clip)
             clip.load_state_dict(state, strict=True)
         except RuntimeError as error:
             first = str(error).splitlines()[0]
             raise UserError(f"checkpoint does not fit model {name!r} ({first}); pass the matching --model", path=path) from None
     tokenizer = open_clip.get_tokenizer(name)
-    return Backbone(clip, sot_id=tokenizer.sot_token_id, eot_id=tokenizer.eot_token_id)
+    backbone = Backbone(clip, sot_id=tokenizer.sot_token_id, eot_id=tokenizer.eot_token_id)
+    if mask_row is not None:
+        with torch.no_grad():
+            backbone.clip.token_embedding.weight[-1:] = mask_row
+    return backbone
 
 
 def get_tokenizer(name: str):
