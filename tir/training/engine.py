@@ -140,12 +140,20 @@ def _run_epoch(loop: _Loop, epoch: int, step: int, epochs: int) -> tuple[dict[st
     return means, step
 
 
-def _clean_batches(data: TrainData, config: Mapping[str, Any], device: torch.device):
+def _clean_batches(data: TrainData, config: Mapping[str, Any], device: torch.device, epoch: int):
+    """The train set once, un-augmented, in training-sized batches shuffled by (seed, epoch).
+
+    Shuffled like training batches on purpose: per-pair losses with in-batch positives (RDE's division)
+    would otherwise see each pair beside its identity's other pairs and score noisy pairs as clean.
+    """
+
     def batches() -> Iterator[dict[str, torch.Tensor]]:
+        order = torch.Generator().manual_seed(int(config["seed"]) * 100_003 + epoch)
         loader = DataLoader(
             data.train.without_augmentation(),
-            batch_size=config["eval_batch_size"],
-            shuffle=False,
+            batch_size=config["batch_size"],
+            shuffle=True,
+            generator=order,
             num_workers=config["num_workers"],
         )
         for batch in loader:
@@ -281,7 +289,7 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     for epoch in range(start, epochs if stop_after is None else min(epochs, stop_after)):
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
         data.train.set_epoch(epoch)
-        context = EpochContext(epoch, device, int(config["seed"]), len(data.train), _clean_batches(data, config, device), data.noise_truth)
+        context = EpochContext(epoch, device, int(config["seed"]), len(data.train), _clean_batches(data, config, device, epoch), data.noise_truth)
         record: dict[str, Any] = {"epoch": epoch + 1, **method.on_epoch_start(context)}
         began = time.perf_counter()
         means, step = _run_epoch(loop, epoch, step, epochs)
