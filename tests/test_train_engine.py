@@ -15,7 +15,9 @@ from tir.errors import UserError
 from tir.training import config as config_io
 from tir.training.checkpoint import load_method, read_checkpoint
 from tir.training.engine import train
-from tir.training.optim import lr_factor
+from tir.training.methods.base import create_method
+from tir.training.model import build_backbone
+from tir.training.optim import lr_factor, parameter_groups
 
 torch.set_num_threads(1)
 
@@ -76,6 +78,27 @@ def test_warmup_then_cosine() -> None:
     assert lr_factor(10, 100, 10, 0.1, 0.0) == pytest.approx(1.0)
     assert lr_factor(55, 100, 10, 0.1, 0.0) == pytest.approx(0.5)
     assert lr_factor(100, 100, 10, 0.1, 0.0) == pytest.approx(0.0)
+
+
+def test_parameter_groups_follow_the_reference_learning_rates() -> None:
+    method = create_method("rde", build_backbone("tir-micro"), num_classes=2, options={})
+    config = {"lr": 1e-5, "new_module_lr_factor": 100.0, "bias_lr_factor": 2.0, "weight_decay": 4e-5}
+    groups = parameter_groups(method, config)
+    lr_of = {id(p): (group["lr"], group["weight_decay"]) for group in groups for p in group["params"]}
+    assert len(lr_of) == sum(1 for p in method.parameters() if p.requires_grad)
+    tse = method.image_select
+    # RDE: token-selection layers, biases included, at 1e-3; backbone biases at lr x 2, without decay
+    assert [lr_of[id(p)][0] for p in tse.parameters()] == pytest.approx([1e-3] * len(list(tse.parameters())))
+    assert all(lr_of[id(p)][1] == 0.0 for name, p in tse.named_parameters() if name.endswith("bias"))
+    for name, param in method.backbone.named_parameters():
+        if not param.requires_grad:  # CLIP's own logit scale is not trained
+            assert id(param) not in lr_of
+            continue
+        lr, decay = lr_of[id(param)]
+        if name.endswith(".bias"):
+            assert (lr, decay) == (pytest.approx(2e-5), 0.0)
+        elif param.ndim >= 2:
+            assert (lr, decay) == (pytest.approx(1e-5), 4e-5)
 
 
 def test_train_command(manifests, tmp_path) -> None:

@@ -44,8 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 64,  # per process
     "optimizer": "adam",  # adam | adamw
     "lr": 1e-5,
-    "new_module_lr_factor": 5.0,  # the method's new modules (heads) train at lr x this
-    "bias_lr_factor": 2.0,  # biases train at lr x this (IRRA)
+    "new_module_lr_factor": 5.0,  # the method's new modules (heads), biases included, train at lr x this
+    "bias_lr_factor": 2.0,  # backbone biases and norm weights train at lr x this (IRRA)
     "weight_decay": 4e-5,  # not applied to biases and norm weights
     "betas": [0.9, 0.999],
     "eps": 1e-8,

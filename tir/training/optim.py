@@ -16,8 +16,9 @@ from tir.training.methods.base import Method
 def parameter_groups(method: Method, config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One group per (new module?, bias-or-norm?) combination with its lr and weight decay.
 
-    New modules (``method.new_modules()``) train at ``lr x new_module_lr_factor``; biases at
-    ``x bias_lr_factor``; biases, norm weights and other 1-D parameters get no weight decay.
+    New modules (``method.new_modules()``) train at ``lr x new_module_lr_factor``, their biases too (as
+    RDE's token-selection layers and IRRA's classifier); the backbone's biases and other 1-D parameters
+    at ``lr x bias_lr_factor``. Biases, norm weights and other 1-D parameters get no weight decay.
     """
     new = {id(p) for module in method.new_modules() for p in module.parameters()}
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
@@ -28,9 +29,10 @@ def parameter_groups(method: Method, config: Mapping[str, Any]) -> list[dict[str
         groups.setdefault((id(param) in new, no_decay), []).append(param)
     out = []
     for (is_new, no_decay), params in sorted(groups.items()):
-        lr = config["lr"] * (config["new_module_lr_factor"] if is_new else 1.0)
-        if no_decay:
-            lr *= config["bias_lr_factor"]
+        if is_new:
+            lr = config["lr"] * config["new_module_lr_factor"]
+        else:
+            lr = config["lr"] * (config["bias_lr_factor"] if no_decay else 1.0)
         out.append({"params": params, "lr": lr, "initial_lr": lr, "weight_decay": 0.0 if no_decay else config["weight_decay"]})
     return out
 
