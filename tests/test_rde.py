@@ -139,7 +139,7 @@ def test_rde_forward_backward_and_ccd_pass() -> None:
     assert torch.equal(again.pair_weights, method.pair_weights)
 
     images, text = method.encode_image(batch()["images"]), method.encode_text(batch()["text"])
-    assert set(images) == {"bge", "tse"}
+    assert set(images) == {"global", "selected"}
     assert method.similarity(text, images).shape == (6, 6)
 
 

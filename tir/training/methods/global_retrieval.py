@@ -1,10 +1,11 @@
-"""Test-time retrieval on the normalised global embedding (CLS for images, end token for text)."""
+"""Test-time retrieval mixins: global features alone, or global plus token-selected features."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from tir.training.heads.token_selection import TokenSelectionEmbedding
 from tir.training.methods.base import Features
 from tir.training.model import Backbone
 
@@ -22,3 +23,31 @@ class GlobalRetrieval:
 
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
         return text_features["global"] @ image_features["global"].t()
+
+
+class GlobalAndSelectedRetrieval:
+    """Mixin for methods that rank by the mean of two cosine similarities: global features (CLS / end
+    token) and token-selection embeddings (``image_select`` / ``text_select``), as RDE and HKGR do."""
+
+    backbone: Backbone
+    image_select: TokenSelectionEmbedding
+    text_select: TokenSelectionEmbedding
+
+    @staticmethod
+    def _both(select: TokenSelectionEmbedding, features: Features) -> Features:
+        selected = select(features["tokens"], features["attention"], features["valid"])
+        return {
+            "global": F.normalize(features["global"].float(), dim=-1),
+            "selected": F.normalize(selected.float(), dim=-1),
+        }
+
+    def encode_image(self, images: torch.Tensor) -> Features:
+        return self._both(self.image_select, self.backbone.encode_image(images, attention=True))
+
+    def encode_text(self, text: torch.Tensor) -> Features:
+        return self._both(self.text_select, self.backbone.encode_text(text, attention=True))
+
+    def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
+        whole = text_features["global"] @ image_features["global"].t()
+        selected = text_features["selected"] @ image_features["selected"].t()
+        return (whole + selected) / 2

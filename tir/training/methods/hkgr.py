@@ -10,7 +10,6 @@ Test similarity: the mean of the coarse and fine cosine similarities.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tir.errors import UserError
@@ -18,7 +17,8 @@ from tir.knowledge.masking import MaskPolicy, mask_tokens
 from tir.training.heads.cross_modal import CrossModalMLM
 from tir.training.heads.token_selection import TokenSelectionEmbedding
 from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
-from tir.training.methods.base import Features, Method, StepContext, register
+from tir.training.methods.base import Method, StepContext, register
+from tir.training.methods.global_retrieval import GlobalAndSelectedRetrieval
 from tir.training.methods.irra import identity_classifier
 from tir.training.model import Backbone
 
@@ -26,7 +26,7 @@ PLAN_KEYS = ("word_ids", "level", "element")
 
 
 @register
-class Hkgr(Method):
+class Hkgr(GlobalAndSelectedRetrieval, Method):
     """Options: ``temperature`` 0.02, ``sdm_weight`` / ``fine_weight`` / ``id_weight`` / ``mlm_weight`` 1.0,
     ``mask_policy`` "uniform" (or e.g. "0:object,10:uniform"), ``mask_ratio`` 0.3 (share of a level's
     items), ``random_rate`` 0.15 (words, random strategy), ``select_ratio`` 0.3, ``tse_dim`` 1024,
@@ -87,8 +87,8 @@ class Hkgr(Method):
         image = backbone.encode_image(batch["images"], attention=True)
         clean = backbone.encode_text(text, attention=True)
         masked_text = backbone.encode_text(masked)
-        image_fine = self._fine(self.image_select, image)
-        text_fine = self._fine(self.text_select, clean)
+        image_fine = self.image_select(image["tokens"], image["attention"], image["valid"])
+        text_fine = self.text_select(clean["tokens"], clean["attention"], clean["valid"])
         picked = labels != IGNORE_INDEX
         logits = self.cross_modal(masked_text["tokens"], image["tokens"], picked)
         labels = labels[picked]
@@ -100,24 +100,3 @@ class Hkgr(Method):
         }
         out["mlm_acc"] = mlm_accuracy(logits.detach(), labels)
         return out
-
-    @staticmethod
-    def _fine(select: TokenSelectionEmbedding, features: Features) -> torch.Tensor:
-        return select(features["tokens"], features["attention"], features["valid"])
-
-    def _features(self, select: TokenSelectionEmbedding, features: Features) -> Features:
-        return {
-            "global": F.normalize(features["global"].float(), dim=-1),
-            "fine": F.normalize(self._fine(select, features).float(), dim=-1),
-        }
-
-    def encode_image(self, images: torch.Tensor) -> Features:
-        return self._features(self.image_select, self.backbone.encode_image(images, attention=True))
-
-    def encode_text(self, text: torch.Tensor) -> Features:
-        return self._features(self.text_select, self.backbone.encode_text(text, attention=True))
-
-    def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
-        coarse = text_features["global"] @ image_features["global"].t()
-        fine = text_features["fine"] @ image_features["fine"].t()
-        return (coarse + fine) / 2

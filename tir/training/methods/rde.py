@@ -21,14 +21,14 @@ import contextlib
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from tir.training import ccd
 from tir.training.distributed import is_distributed
 from tir.training.heads.token_selection import TokenSelectionEmbedding
 from tir.training.losses_rde import tal_per_sample, weighted_tal
-from tir.training.methods.base import EpochContext, Features, Method, StepContext, register
+from tir.training.methods.base import EpochContext, Method, StepContext, register
+from tir.training.methods.global_retrieval import GlobalAndSelectedRetrieval
 from tir.training.model import Backbone
 
 
@@ -38,7 +38,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 @register
-class Rde(Method):
+class Rde(GlobalAndSelectedRetrieval, Method):
     """Options: ``tau`` 0.015, ``margin`` 0.1, ``select_ratio`` 0.3, ``tse_dim`` 1024, ``bge_weight`` /
     ``tse_weight`` 1.0, ``ccd_warmup_epochs`` 0 (epochs before CCD starts; RDE: 0), ``gmm_max_iter`` 100,
     ``gmm_tol`` 1e-4, ``gmm_reg_covar`` 1e-6, ``rde_eval_mode_train`` false (RDE's flaw, off)."""
@@ -152,20 +152,3 @@ class Rde(Method):
             scores = ccd.detection_scores(weights == 0, truth)
             metrics.update(ccd_precision=scores["precision"], ccd_recall=scores["recall"])
         return metrics
-
-    # ------------------------------------------------------------------ test time
-    def _normalised(self, bge: torch.Tensor, tse: torch.Tensor) -> Features:
-        return {"bge": F.normalize(bge.float(), dim=-1), "tse": F.normalize(tse.float(), dim=-1)}
-
-    def encode_image(self, images: torch.Tensor) -> Features:
-        image = self.backbone.encode_image(images, attention=True)
-        return self._normalised(image["global"], self.image_select(image["tokens"], image["attention"], image["valid"]))
-
-    def encode_text(self, text: torch.Tensor) -> Features:
-        caption = self.backbone.encode_text(text, attention=True)
-        return self._normalised(caption["global"], self.text_select(caption["tokens"], caption["attention"], caption["valid"]))
-
-    def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
-        bge = text_features["bge"] @ image_features["bge"].t()
-        tse = text_features["tse"] @ image_features["tse"].t()
-        return (bge + tse) / 2
