@@ -1,7 +1,8 @@
 """Images/s of one training step (forward + backward + Adam) per method, on random batches.
 
 CPU: the small tir-tiny model (image 128x48), batch 32. CUDA (when available): ViT-B-16 at 384x128,
-batch 64, bf16 autocast. Prints a table; `python benchmarks/train_step.py [--steps N]`.
+batch 64, bf16 autocast. rde: the step alone; its division pass adds one gradient-free forward over the
+train set per epoch. Prints a table; `python benchmarks/train_step.py [--steps N]`.
 """
 
 from __future__ import annotations
@@ -15,37 +16,17 @@ import time
 import torch
 
 from tir.training.methods.base import StepContext, create_method
-from tir.training.mlm import token_words
 from tir.training.model import build_backbone
+from tir.training.random_batch import random_batch
 
-METHODS = ("clip", "irra", "hkgr")
-
-
-def make_batch(batch: int, size: tuple[int, int], length: int, device: torch.device) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    text = torch.zeros(batch, length, dtype=torch.long)
-    text[:, 0] = 49406
-    text[:, 1 : length - 1] = torch.randint(300, 40000, (batch, length - 2), generator=generator)
-    text[:, length - 1] = 49407
-    words = token_words(text, (49406, 49407))
-    out = {
-        "images": torch.randn(batch, 3, *size, generator=generator),
-        "text": text,
-        "pids": torch.arange(batch) // 2,
-        "index": torch.arange(batch),
-        "pair_index": torch.arange(batch),
-        "word_ids": words,
-        "level": torch.where(words >= 0, 1 + words % 3, 0),
-        "element": torch.where(words >= 0, words // 2, -1),
-    }
-    return {k: v.to(device) for k, v in out.items()}
+METHODS = ("clip", "irra", "hkgr", "rde")
 
 
 def measure(name: str, model: str, size: tuple[int, int], batch: int, length: int, steps: int, device: torch.device) -> float:
     torch.manual_seed(0)
     method = create_method(name, build_backbone(model, image_size=size), num_classes=batch // 2).to(device)
     optimizer = torch.optim.Adam(method.parameters(), lr=1e-5)
-    data = make_batch(batch, size, length, device)
+    data = {k: v.to(device) for k, v in random_batch(batch, size, length).items()}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
     def step(i: int) -> None:

@@ -13,6 +13,7 @@ from tir.training.losses_rde import tal_per_sample, weighted_tal
 from tir.training.methods.base import EpochContext, StepContext
 from tir.training.methods.rde import Rde
 from tir.training.model import build_backbone
+from tir.training.random_batch import random_batch
 
 torch.set_num_threads(1)
 
@@ -104,17 +105,7 @@ def tiny_rde(**options) -> Rde:
 
 
 def batch(n: int = 6, start: int = 0) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(start)
-    text = torch.zeros(n, 12, dtype=torch.long)
-    text[:, 0] = 49406
-    text[:, 1:6] = torch.randint(1, 400, (n, 5), generator=generator)
-    text[:, 6] = 49407
-    return {
-        "images": torch.randn(n, 3, 64, 32, generator=generator),
-        "text": text,
-        "pids": torch.arange(start, start + n) % 4,
-        "index": torch.arange(start, start + n),
-    }
+    return random_batch(n, (64, 32), 12, words=[5] * n, seed=start, first_index=start)
 
 
 def test_rde_forward_backward_and_ccd_pass() -> None:

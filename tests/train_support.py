@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from tir.cli import cli
+from tir.training.random_batch import random_batch
 
 
 def make_dataset(root: Path, ids: int = 16, images_per_id: int = 2) -> Path:
@@ -36,23 +37,5 @@ def tiny_config(manifests: Path, out: Path, **changes) -> dict:
 
 
 def micro_batch(batch_size: int = 4, length: int = 16) -> dict[str, torch.Tensor]:
-    """A random batch for tir-micro with plans derived from the tokens (each token its own word)."""
-    from tir.training.mlm import token_words
-
-    generator = torch.Generator().manual_seed(0)
-    text = torch.zeros(batch_size, length, dtype=torch.long)
-    for row in range(batch_size):
-        n = 4 + row % 5
-        text[row, 0], text[row, n + 1] = 49406, 49407
-        text[row, 1 : n + 1] = torch.randint(300, 5000, (n,), generator=generator)
-    words = token_words(text, (49406, 49407))
-    return {
-        "images": torch.randn(batch_size, 3, 64, 32, generator=generator),
-        "text": text,
-        "pids": torch.arange(batch_size) // 2,
-        "index": torch.arange(batch_size),
-        "pair_index": torch.arange(batch_size),
-        "word_ids": words,
-        "level": torch.where(words >= 0, 1 + words % 3, 0),
-        "element": torch.where(words >= 0, words // 2, -1),
-    }
+    """A random batch for tir-micro whose captions have 4 to 8 tokens."""
+    return random_batch(batch_size, (64, 32), length, words=[4 + row % 5 for row in range(batch_size)])
