@@ -79,6 +79,22 @@ def test_gmm_recovers_noisy_set() -> None:
     assert np.array_equal(weights == 0, ~clean)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_pairs_tied_at_zero_loss_do_not_collapse_the_clean_component() -> None:
+    # A hinge loss is exactly 0 for the pairs the model fits: a point mass beside the other clean pairs
+    rng = np.random.default_rng(1)
+    n = 4000
+    noisy = rng.random(n) < 0.5
+    clean_losses = np.where(rng.random(n) < 0.45, 0.0, rng.exponential(0.03, n))
+    losses = np.where(noisy, rng.normal(0.4, 0.2, n).clip(0.1, None), clean_losses)
+    fixed = ccd.detection_scores(~(ccd.clean_probability(losses, seed=0) > 0.5), noisy)
+    assert fixed["precision"] > 0.9 and fixed["recall"] > 0.95
+    published = ccd.GmmSettings(fit_floor=True)  # RDE's fit: the low component sits on the zeros alone
+    collapsed = ccd.detection_scores(~(ccd.clean_probability(losses, seed=0, gmm=published) > 0.5), noisy)
+    assert collapsed["precision"] < 0.75 and collapsed["recall"] > 0.95
+    assert ccd.clean_probability(losses, seed=0)[losses == 0].min() == 1.0
+
+
 def test_consensus_rule_and_determinism() -> None:
     a = np.array([True, True, False, False] * 500)
     b = np.array([True, False, True, False] * 500)

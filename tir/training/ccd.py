@@ -2,7 +2,10 @@
 
 Given per-pair losses from two embeddings (BGE and TSE), each set is min-max normalised and fitted
 with a two-component Gaussian mixture; a pair is *clean* for that embedding when the posterior of
-the low-mean component exceeds 0.5. Consensus: clean for both -> weight 1, noisy for both -> 0,
+the low-mean component exceeds 0.5. Pairs tied at the lowest loss (a hinge loss such as TAL is exactly
+zero for every pair it fits) are a point mass that a Gaussian cannot model: fitted with the rest, the
+low-mean component collapses onto them and every other clean pair falls to the noisy side. tir fits
+the mixture to the other pairs and counts the tied ones clean; ``fit_floor`` restores RDE's fit. Consensus: clean for both -> weight 1, noisy for both -> 0,
 disagreement -> a fair coin flip. Everything is seeded, so every process of a distributed run
 that sees the same losses derives the same weights.
 """
@@ -24,23 +27,34 @@ def minmax(losses: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GmmSettings:
-    """GaussianMixture fit settings. RDE: these at noise > 0.4 or on RSTPReid, else (10, 1e-2, 5e-4)."""
+    """GaussianMixture fit settings. RDE: these at noise > 0.4 or on RSTPReid, else (10, 1e-2, 5e-4).
+
+    ``fit_floor``: also fit the pairs tied at the lowest loss (RDE's published fit; see the module doc).
+    """
 
     max_iter: int = 100
     tol: float = 1e-4
     reg_covar: float = 1e-6
+    fit_floor: bool = False
 
 
 def clean_probability(losses: np.ndarray, seed: int = 0, gmm: GmmSettings = GmmSettings()) -> np.ndarray:
-    """Posterior of the low-mean component of a 2-component GMM fitted to min-max normalised losses."""
-    values = minmax(losses).reshape(-1, 1)
-    if len(values) < 2 or np.ptp(values) == 0:
-        return np.ones(len(values))  # nothing to separate: trust every pair
+    """Posterior of the low-mean component of a 2-component GMM fitted to min-max normalised losses.
+
+    Pairs tied at the lowest loss get 1 and stay out of the fit, unless ``gmm.fit_floor``.
+    """
+    values = minmax(losses)
+    probability = np.ones(len(values))
+    fitted = np.ones(len(values), bool) if gmm.fit_floor else values > 0
+    if fitted.sum() < 2 or np.ptp(values[fitted]) == 0:
+        return probability  # nothing to separate: trust every pair
     mixture = GaussianMixture(
         n_components=2, max_iter=gmm.max_iter, tol=gmm.tol, reg_covar=gmm.reg_covar, random_state=seed
     )
-    mixture.fit(values)
-    return mixture.predict_proba(values)[:, int(np.argmin(mixture.means_.ravel()))]
+    column = values[fitted].reshape(-1, 1)
+    mixture.fit(column)
+    probability[fitted] = mixture.predict_proba(column)[:, int(np.argmin(mixture.means_.ravel()))]
+    return probability
 
 
 def consensus_weights(clean_a: np.ndarray, clean_b: np.ndarray, seed: int = 0) -> np.ndarray:

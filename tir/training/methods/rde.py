@@ -41,7 +41,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class Rde(GlobalAndSelectedRetrieval, Method):
     """Options: ``tau`` 0.015, ``margin`` 0.1, ``select_ratio`` 0.3, ``tse_dim`` 1024, ``bge_weight`` /
     ``tse_weight`` 1.0, ``ccd_warmup_epochs`` 0 (epochs before CCD starts; RDE: 0), ``gmm_max_iter`` 100,
-    ``gmm_tol`` 1e-4, ``gmm_reg_covar`` 1e-6, ``rde_eval_mode_train`` false (RDE's flaw, off)."""
+    ``gmm_tol`` 1e-4, ``gmm_reg_covar`` 1e-6, ``gmm_fit_floor`` false (true: RDE's fit, which includes the
+    pairs tied at zero loss; see tir.training.ccd), ``rde_eval_mode_train`` false (RDE's flaw, off)."""
 
     name = "rde"
 
@@ -59,6 +60,7 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         gmm_max_iter: int = 100,
         gmm_tol: float = 1e-4,
         gmm_reg_covar: float = 1e-6,
+        gmm_fit_floor: bool = False,
         rde_eval_mode_train: bool = False,
     ) -> None:
         super().__init__()
@@ -66,7 +68,7 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         self.tau, self.margin = tau, margin
         self.bge_weight, self.tse_weight = bge_weight, tse_weight
         self.ccd_warmup_epochs = ccd_warmup_epochs
-        self.gmm = ccd.GmmSettings(gmm_max_iter, gmm_tol, gmm_reg_covar)
+        self.gmm = ccd.GmmSettings(gmm_max_iter, gmm_tol, gmm_reg_covar, gmm_fit_floor)
         self.rde_eval_mode_train = rde_eval_mode_train
         self.divided = False  # whether a CCD pass has run (for rde_eval_mode_train)
         dim = backbone.embed_dim
