@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from train_support import make_dataset
 
@@ -78,3 +80,19 @@ def test_noise_of_another_manifest_is_refused(manifests, tmp_path):
     shutil.copytree(manifests / "noise", other / "noise")
     with pytest.raises(UserError, match="tir make-noise"):
         _load(other, use_plans=False, noise=other / "noise" / "0.5-seed1.parquet")
+
+
+def test_rde_on_noisy_pairs_logs_its_detection_every_epoch(manifests, tmp_path):
+    noise = manifests / "noise" / "0.5-seed1.parquet"
+    run("train", "--manifests", str(manifests), "--model", "tir-micro", "--method", "rde", "--epochs", "2",
+        "--batch-size", "8", "--device", "cpu", "--workers", "0", "--out", str(tmp_path), "--name", "rde",
+        "--noise", str(noise), "--set", "image_size=[64, 32]", "--set", f"text_length={LENGTH}",
+        "--set", "method_options.tse_dim=32", "--set", "image_cache=false")
+    folder = tmp_path / "rde"
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record in records:  # scored against the noise file's truth before each epoch
+        assert 0.0 <= record["ccd_precision"] <= 1.0 and 0.0 <= record["ccd_recall"] <= 1.0
+        assert 0.0 < record["ccd_trusted"] <= 1.0 and "loss_tse" in record
+    assert (folder / "curves.png").stat().st_size > 1000
+    assert yaml.safe_load((folder / "config.yaml").read_text())["noise"] == str(noise)
