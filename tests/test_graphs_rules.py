@@ -167,3 +167,10 @@ def test_bad_input_never_crashes(parse, caption):
 def test_long_caption_is_truncated_not_crashed(parse):
     g = parse("A man in a red shirt and " + "blue jeans and " * 400)
     assert g.truncated and "shirt" in g.heads()
+
+
+def test_dressed_in_is_a_relation_not_a_dress(parse):
+    g = parse("The boy is dressed in a grey hoodie. His sister is wearing a coat and is dressed in red boots.")
+    assert "dress" not in g.heads()
+    assert ("boy", "dress in", "hoodie") in g.triples()
+    assert not [a for a in g.attribute_pairs() if a[1] == "dressed"]

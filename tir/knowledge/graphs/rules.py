@@ -44,6 +44,7 @@ _LOCATION_PREPS = {"front": "in front of", "top": "on top of", "back": "in back 
 _OTHER_MARKERS = frozenset("another other second".split())
 _KNOWN = GARMENTS | BODY_PARTS | PLURAL_ONLY | frozenset(SPELLING)
 _ITEM_POS = frozenset(("NOUN", "PROPN"))
+_PARTICIPLES = frozenset(("VBN", "VBD"))
 
 
 class _Builder:
@@ -112,6 +113,8 @@ def _is_person_pronoun(tok: Tok) -> bool:
 def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
     """True when ``tok`` names a thing (garment, body part, item), not a modifier or a location."""
     lower, lemma = tok.lower, tok.lemma.lower()
+    if tok.tag in _PARTICIPLES and lower not in _KNOWN:  # "dressed in" is a verb, not a dress
+        return False
     known = lower in _KNOWN or lemma in _KNOWN
     if tok.pos in _ITEM_POS:
         if tok.pos == "PROPN" and not known and correct_typo(lower) is None:
@@ -291,9 +294,15 @@ class _Rules:
                     copula = None
             if copula is not None and copula.lemma.lower() in COPULAS | {"look"}:
                 for pred in _children(toks, copula, "acomp", "attr"):
+                    if self._governs_object(pred):
+                        continue  # "is dressed in a coat": a relation, not a state
                     if pred.pos in ("ADJ", "VERB") or pred.lower in COLOURS:
                         for conj in _conjuncts(toks, pred):
                             self._modifier(obj, conj, tok)
+
+    def _governs_object(self, word: Tok) -> bool:
+        """True when a preposition under ``word`` has an object ("dressed in a coat")."""
+        return any(self._prep_phrase(prep)[1] for prep in _children(self.toks, word, "prep"))
 
     def _modifier(self, obj: int, mod: Tok, head: Tok) -> None:
         """Add the attributes that modifier ``mod`` (and its conjuncts) gives object ``obj``."""
