@@ -174,3 +174,8 @@ def test_dressed_in_is_a_relation_not_a_dress(parse):
     assert "dress" not in g.heads()
     assert ("boy", "dress in", "hoodie") in g.triples()
     assert not [a for a in g.attribute_pairs() if a[1] == "dressed"]
+
+
+def test_checked_is_kept_as_written(parse):
+    assert ("jacket", "checked") in parse("A man in a blue checked jacket.").attribute_pairs()
+    assert ("coat", "checkered") in parse("A man in a checkered coat.").attribute_pairs()

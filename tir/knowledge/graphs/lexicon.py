@@ -114,9 +114,9 @@ HYPHENATED = {
     "multicolored": "multi-colored", "multicoloured": "multi-colored", "multi-coloured": "multi-colored",
     "buttonup": "button-up", "buttondown": "button-down", "cutoff": "cut-off", "seethrough": "see-through",
     "tightfitting": "tight-fitting", "stripe": "striped", "stripes": "striped", "print": "printed",
-    "plaid": "plaid", "checked": "checkered", "chequered": "checkered",
+    "plaid": "plaid", "chequered": "checkered",
 }
-PATTERNS = frozenset("striped plaid checkered printed floral polka-dot dotted spotted camouflage camo flowered".split())
+PATTERNS = frozenset("striped plaid checked checkered printed floral polka-dot dotted spotted camouflage camo flowered".split())
 
 # verb lemma fixes for the small model's mistakes
 VERB_LEMMAS = {"rid": "ride", "wore": "wear", "worn": "wear", "carring": "carry", "carying": "carry",
