@@ -179,3 +179,23 @@ def test_dressed_in_is_a_relation_not_a_dress(parse):
 def test_checked_is_kept_as_written(parse):
     assert ("jacket", "checked") in parse("A man in a blue checked jacket.").attribute_pairs()
     assert ("coat", "checkered") in parse("A man in a checkered coat.").attribute_pairs()
+
+
+@pytest.mark.parametrize(
+    ("caption", "pairs", "absent"),
+    [
+        ("A boy with short dark blond hair.", [("hair", "short"), ("hair", "dark blond")], [("hair", "blond")]),
+        ("The girl's hair is long and light brown.", [("hair", "long"), ("hair", "light brown")], [("hair", "brown")]),
+        ("Her hair is knee-length and black.", [("hair", "knee-length"), ("hair", "black")], []),
+        ("A man with thigh length grey hair.", [("hair", "thigh-length"), ("hair", "grey")], []),
+        ("A girl holding a yellow tote bag.", [("bag", "yellow")], [("bag", "tote")]),
+    ],
+)
+def test_modifiers_of_modifiers_and_attribute_nouns(parse, caption, pairs, absent):
+    g = parse(caption)
+    got = g.attribute_pairs()
+    for pair in pairs:
+        assert pair in got, got
+    for pair in absent:
+        assert pair not in got, got
+    assert not {"knee-length", "thigh-length", "length"} & set(g.heads())

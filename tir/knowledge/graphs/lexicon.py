@@ -117,6 +117,8 @@ HYPHENATED = {
     "plaid": "plaid", "chequered": "checkered",
 }
 PATTERNS = frozenset("striped plaid checked checkered printed floral polka-dot dotted spotted camouflage camo flowered".split())
+# words that only ever describe a thing, even where the tagger calls them nouns ("her hair is shoulder-length")
+ATTRIBUTE_WORDS = frozenset(HYPHENATED.values()) | PATTERNS
 
 # verb lemma fixes for the small model's mistakes
 VERB_LEMMAS = {"rid": "ride", "wore": "wear", "worn": "wear", "carring": "carry", "carying": "carry",

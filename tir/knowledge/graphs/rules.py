@@ -10,6 +10,7 @@ The conventions are in GRAPH_CONVENTIONS.md.
 from __future__ import annotations
 
 from tir.knowledge.graphs.lexicon import (
+    ATTRIBUTE_WORDS,
     BODY_PARTS,
     COLOURS,
     COPULAS,
@@ -130,7 +131,7 @@ def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
         return any(c.dep == "poss" for c in _children(toks, tok))
     if head == "top":  # "a black top" is a garment; "on top of", "the top of" are locations
         return not any(p.lower == "of" for p in _children(toks, tok, "prep")) and toks[tok.head].lower not in ("on", "at")
-    if head in COLOURS and not known:
+    if (head in COLOURS or lower in ATTRIBUTE_WORDS) and not known:
         return False
     return head not in NON_OBJECTS
 
@@ -296,7 +297,7 @@ class _Rules:
                 for pred in _children(toks, copula, "acomp", "attr"):
                     if self._governs_object(pred):
                         continue  # "is dressed in a coat": a relation, not a state
-                    if pred.pos in ("ADJ", "VERB") or pred.lower in COLOURS:
+                    if pred.pos in ("ADJ", "VERB") or pred.lower in COLOURS or pred.lower in ATTRIBUTE_WORDS:
                         for conj in _conjuncts(toks, pred):
                             self._modifier(obj, conj, tok)
 
@@ -333,6 +334,13 @@ class _Rules:
                 b.add_attribute(obj, f"{SLEEVE_LENGTHS[prev.lower]}-sleeved", prev.start, mod.end)
                 b.claim(prev.i, obj)
             return
+        prev = toks[mod.i - 1] if mod.i > 0 else None
+        if prev is not None and obj not in b.attribute_claimed.get(prev.i, ()) and self._joins_previous(prev, mod):
+            words = f"{prev.lower} {lower}"
+            b.add_attribute(obj, HYPHENATED.get(words, words), prev.start, mod.end)
+            b.claim(prev.i, obj)
+            self._inner_modifiers(obj, mod, head)
+            return
         nxt = toks[mod.i + 1] if mod.i + 1 < len(toks) else None
         if nxt is not None and nxt.i != head.i and f"{lower} {nxt.lower}" in HYPHENATED:
             b.add_attribute(obj, HYPHENATED[f"{lower} {nxt.lower}"], mod.start, nxt.end)
@@ -351,6 +359,7 @@ class _Rules:
             lemma = mod.lemma.lower()
             if not (lower in COLOURS or lower in MATERIALS or lemma in MATERIALS or lower in PATTERNS
                     or lower in HYPHENATED or "-" in lower):
+                self._inner_modifiers(obj, mod, head)  # "a green messenger bag": green is the bag's
                 return
             lower = lemma if lemma in MATERIALS else lower
         if mod.pos == "ADV" and mod.dep == "advmod" and lower not in HYPHENATED and "-" not in lower:
@@ -360,10 +369,22 @@ class _Rules:
         for text in split_hyphenated(lower) if ("-" in lower or "/" in lower or lower in HYPHENATED) else [lower]:
             if text not in NOT_ATTRIBUTES:
                 b.add_attribute(obj, text, mod.start, mod.end)
-        # modifiers of the modifier: "light colored", "dark" in "dark colored"
-        for inner in _children(toks, mod, "advmod", "npadvmod", "amod"):
-            if inner.i < mod.i and inner.lower in COLOURS:
+        self._inner_modifiers(obj, mod, head)
+
+    def _inner_modifiers(self, obj: int, mod: Tok, head: Tok) -> None:
+        """Modifiers of a modifier that describe the object too: "dark" in "dark colored", "short" in "short grey"."""
+        for inner in _children(self.toks, mod, "advmod", "npadvmod", "amod"):
+            if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod"):
                 self._one_modifier(obj, inner, head)
+
+    @staticmethod
+    def _joins_previous(prev: Tok, mod: Tok) -> bool:
+        """True when ``prev`` and ``mod`` form one attribute: "dark brown", "shoulder length"."""
+        if prev.i != mod.i - 1 or prev.dep == "cc":
+            return False
+        if f"{prev.lower} {mod.lower}" in HYPHENATED:
+            return True
+        return prev.lower in SHADES and mod.lower in COLOURS and mod.lower not in SHADES
 
     # ------------------------------------------------------------------ relations
     def find_relations(self) -> None:
