@@ -199,3 +199,17 @@ def test_modifiers_of_modifiers_and_attribute_nouns(parse, caption, pairs, absen
     for pair in absent:
         assert pair not in got, got
     assert not {"knee-length", "thigh-length", "length"} & set(g.heads())
+
+
+def test_purpose_gerunds_are_dropped_compound_modifiers(parse):
+    g = parse("A man in grey hiking boots carries a walking stick. She wears red running shoes.")
+    assert "running" not in g.heads() and "hiking" not in g.heads()
+    assert not [a for a in g.attribute_pairs() if a[1] in ("running", "walking", "hiking")]
+    assert ("shoe", "red") in g.attribute_pairs()
+
+
+def test_counted_things_are_separate_objects_body_parts_are_not(parse):
+    g = parse("A girl with her hair in two braids is holding two red balloons.")
+    assert g.heads().count("balloon") == 2 and g.heads().count("braid") == 1
+    assert g.attribute_pairs().count(("balloon", "red")) == 2
+    assert g.triples().count(("girl", "hold", "balloon")) == 2

@@ -117,6 +117,13 @@ HYPHENATED = {
     "plaid": "plaid", "chequered": "checkered",
 }
 PATTERNS = frozenset("striped plaid checked checkered printed floral polka-dot dotted spotted camouflage camo flowered".split())
+# gerunds that say what an item is for ("running shoes", "walking stick"): noun-compound modifiers, dropped
+PURPOSE_GERUNDS = frozenset(
+    "running walking jogging hiking riding shopping sleeping swimming reading climbing skating cycling training "
+    "bowling dancing fishing hunting driving skiing".split()
+)
+# number words that make one written noun several objects ("two shirts")
+COUNTS = {"two": 2, "three": 3, "2": 2, "3": 3}
 # words that only ever describe a thing, even where the tagger calls them nouns ("her hair is shoulder-length")
 ATTRIBUTE_WORDS = frozenset(HYPHENATED.values()) | PATTERNS
 

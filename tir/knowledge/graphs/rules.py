@@ -14,6 +14,7 @@ from tir.knowledge.graphs.lexicon import (
     BODY_PARTS,
     COLOURS,
     COPULAS,
+    COUNTS,
     GARMENT_PARTS,
     GARMENTS,
     HYPHENATED,
@@ -26,6 +27,7 @@ from tir.knowledge.graphs.lexicon import (
     PERSON_ONLY_NOT_ATTRIBUTES,
     PERSON_PRONOUNS,
     PLURAL_ONLY,
+    PURPOSE_GERUNDS,
     SHADES,
     SLEEVE_LENGTHS,
     SPELLING,
@@ -63,6 +65,7 @@ class _Builder:
         self.colours: dict[int, set[str]] = {}
         self.sides: dict[int, str] = {}
         self.attribute_claimed: dict[int, set[int]] = {}  # token index -> objects it was already used for
+        self.counts: dict[int, int] = {}  # object id -> how many things it stands for ("two shirts")
 
     def claim(self, token: int, obj: int) -> None:
         self.attribute_claimed.setdefault(token, set()).add(obj)
@@ -86,6 +89,18 @@ class _Builder:
             self.relations.append(Relation(subj, predicate, obj, start, end))
 
     def graph(self) -> Graph:
+        """The graph, a counted object ("two bags") repeated with its attributes and relations."""
+        for obj, count in self.counts.items():
+            original = self.objects[obj]
+            attributes = [a for a in self.attributes if a.object == obj]
+            relations = [r for r in self.relations if obj in (r.subject, r.object)]
+            for _ in range(count - 1):
+                copy = self.add_object(original.text, original.head, original.start, original.end)
+                self.attributes += [Attribute(copy, a.text, a.start, a.end) for a in attributes]
+                self.relations += [
+                    Relation(copy if r.subject == obj else r.subject, r.predicate, copy if r.object == obj else r.object, r.start, r.end)
+                    for r in relations
+                ]
         return Graph(self.objects, self.attributes, self.relations)
 
 
@@ -111,6 +126,13 @@ def _is_person_pronoun(tok: Tok) -> bool:
     return tok.pos == "PRON" and tok.lower in PERSON_PRONOUNS and tok.dep != "poss" and tok.tag != "PRP$"
 
 
+def _is_compound_modifier(toks: list[Tok], tok: Tok) -> bool:
+    """True for a noun-compound modifier of an item: "tennis" in "tennis shoes", "running" in "running shoes"."""
+    if tok.dep not in ("compound", "amod") or tok.head == tok.i or toks[tok.head].pos not in _ITEM_POS:
+        return False
+    return tok.dep == "compound" or tok.lower in PURPOSE_GERUNDS
+
+
 def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
     """True when ``tok`` names a thing (garment, body part, item), not a modifier or a location."""
     lower, lemma = tok.lower, tok.lemma.lower()
@@ -122,7 +144,7 @@ def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
             return False
     elif not (known and tok.dep in _NOUNISH_DEPS):
         return False
-    if tok.dep == "compound" and toks[tok.head].pos in _ITEM_POS and tok.head != tok.i:
+    if _is_compound_modifier(toks, tok):
         return False
     if not any(ch.isalpha() for ch in lower) or lower in NOT_ATTRIBUTES and not known:
         return False
@@ -204,6 +226,9 @@ class _Rules:
         obj = b.add_object(self._object_text(tok), head, tok.start, tok.end)
         b.mention[tok.i] = obj
         b.colours[obj] = colours
+        count = max((COUNTS.get(c.lower, 1) for c in _children(toks, tok, "nummod")), default=1)
+        if count > 1 and head not in BODY_PARTS:
+            b.counts[obj] = count
         if side:
             b.sides[obj] = side
 
@@ -355,7 +380,7 @@ class _Rules:
                 if inner.i < mod.i:
                     self._one_modifier(obj, inner, head)
             return
-        if mod.dep == "compound" or mod.pos in _ITEM_POS and mod.dep != "amod":
+        if mod.dep == "compound" or mod.pos in _ITEM_POS and mod.dep != "amod" or lower in PURPOSE_GERUNDS:
             lemma = mod.lemma.lower()
             if not (lower in COLOURS or lower in MATERIALS or lemma in MATERIALS or lower in PATTERNS
                     or lower in HYPHENATED or "-" in lower):
