@@ -213,3 +213,24 @@ def test_counted_things_are_separate_objects_body_parts_are_not(parse):
     assert g.heads().count("balloon") == 2 and g.heads().count("braid") == 1
     assert g.attribute_pairs().count(("balloon", "red")) == 2
     assert g.triples().count(("girl", "hold", "balloon")) == 2
+
+
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "A boy in a short sleeve green shirt and jeans.",
+        "She has on a long sleeve grey shirt, a blue skirt and boots.",
+        "He is wearing a short sleeve dark red shirt with a pocket.",
+    ],
+)
+def test_sleeve_length_before_colours_modifies_the_garment(parse, caption):
+    g = parse(caption)
+    assert "sleeve" not in g.heads(), g.heads()
+    assert any(pair[0] == "shirt" and pair[1].endswith("-sleeved") for pair in g.attribute_pairs())
+    assert any(s in ("boy", "woman", "man") and o == "shirt" for s, _, o in g.triples()), g.triples()
+
+
+def test_split_spelling_garment_before_a_conjunct_is_repaired(parse):
+    g = parse("The girl has on a short sleeved yellow t shirt and denim shorts.")
+    assert ("t-shirt", "short-sleeved") in g.attribute_pairs() and ("shorts", "short-sleeved") not in g.attribute_pairs()
+    assert ("girl", "have on", "t-shirt") in g.triples()

@@ -48,6 +48,7 @@ _OTHER_MARKERS = frozenset("another other second".split())
 _KNOWN = GARMENTS | BODY_PARTS | PLURAL_ONLY | frozenset(SPELLING)
 _ITEM_POS = frozenset(("NOUN", "PROPN"))
 _PARTICIPLES = frozenset(("VBN", "VBD"))
+_GARMENT_WORDS = GARMENTS | PLURAL_ONLY | BODY_PARTS
 
 
 class _Builder:
@@ -128,9 +129,9 @@ def _is_person_pronoun(tok: Tok) -> bool:
 
 def _is_compound_modifier(toks: list[Tok], tok: Tok) -> bool:
     """True for a noun-compound modifier of an item: "tennis" in "tennis shoes", "running" in "running shoes"."""
-    if tok.dep not in ("compound", "amod") or tok.head == tok.i or toks[tok.head].pos not in _ITEM_POS:
+    if tok.dep not in ("compound", "amod", "nmod") or tok.head <= tok.i or toks[tok.head].pos not in _ITEM_POS:
         return False
-    return tok.dep == "compound" or tok.lower in PURPOSE_GERUNDS
+    return tok.dep != "amod" or tok.lower in PURPOSE_GERUNDS
 
 
 def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
@@ -540,24 +541,26 @@ class _Rules:
                 reached.add(obj)
 
 
+def _is_garment_word(tok: Tok) -> bool:
+    """A garment, plural-only garment or body part (spelling variants and typos normalised)."""
+    return normalise_head(tok.text, tok.lemma) in _GARMENT_WORDS
+
+
 def _repair_coordination(toks: list[Tok]) -> None:
     """Undo a frequent misparse: "a striped shirt and plaid shorts" read as one noun phrase headed by shorts.
 
     The first garment (attached as nmod/compound, with `and` + a conjunct) becomes the phrase head again, the
     second garment its conjunct, and the modifiers left of the first garment move back to it.
     """
-    known = GARMENTS | PLURAL_ONLY | BODY_PARTS
     for tok in toks:
         head = toks[tok.head]
-        if tok.dep not in ("nmod", "compound") or head.i <= tok.i or tok.lower not in known and tok.lemma.lower() not in known:
-            continue
-        if head.lower not in known and head.lemma.lower() not in known:
+        if tok.dep not in ("nmod", "compound") or head.i <= tok.i or not _is_garment_word(tok) or not _is_garment_word(head):
             continue
         kids = [toks[c] for c in tok.children]
         if not any(k.dep == "cc" for k in kids):
             continue
         for k in kids:
-            if k.dep == "conj" and k.i < head.i and k.lower not in known and k.lemma.lower() not in known:
+            if k.dep == "conj" and k.i < head.i and not _is_garment_word(k):
                 k.head, k.dep = head.i, "amod"
             elif k.dep == "cc":
                 k.head = head.i
@@ -569,9 +572,50 @@ def _repair_coordination(toks: list[Tok]) -> None:
         link_children(toks)
 
 
+def _is_ancestor(toks: list[Tok], anc: Tok, tok: Tok) -> bool:
+    """True when ``anc`` is ``tok``'s head, its head's head, ..."""
+    while tok.head != tok.i:
+        tok = toks[tok.head]
+        if tok.i == anc.i:
+            return True
+    return False
+
+
+def _garment_after_sleeve(toks: list[Tok], sleeve: Tok) -> Tok | None:
+    """The garment a "long sleeve" modifies when only adjectives and modifiers stand between them."""
+    for tok in toks[sleeve.i + 1 :]:
+        word = normalise_head(tok.text, tok.lemma)
+        if tok.pos in _ITEM_POS and (word in GARMENTS or word in PLURAL_ONLY) and word != "sleeve":
+            return tok
+        if tok.pos not in ("ADJ", "NOUN", "PROPN", "VERB", "CCONJ") or tok.pos == "VERB" and tok.dep not in ("amod", "compound"):
+            return None
+    return None
+
+
+def _repair_sleeve_head(toks: list[Tok]) -> None:
+    """Undo another misparse: "a long sleeve beige shirt" read as a sleeve with the shirt in apposition.
+
+    The garment takes the sleeve's place in the tree and the sleeve becomes its compound modifier.
+    """
+    for sleeve in toks:
+        if sleeve.lower != "sleeve" or sleeve.i == 0 or toks[sleeve.i - 1].lower not in SLEEVE_LENGTHS:
+            continue
+        garment = _garment_after_sleeve(toks, sleeve)
+        if garment is None:
+            continue
+        if not _is_ancestor(toks, garment, sleeve):
+            garment.head, garment.dep = (garment.i, "ROOT") if sleeve.head == sleeve.i else (sleeve.head, sleeve.dep)
+        for c in sleeve.children:
+            if toks[c].lower not in SLEEVE_LENGTHS and c != garment.i:
+                toks[c].head = garment.i
+        sleeve.head, sleeve.dep = garment.i, "compound"
+        link_children(toks)
+
+
 def build_graph(toks: list[Tok]) -> Graph:
     """The scene graph of one parsed caption."""
     _repair_coordination(toks)
+    _repair_sleeve_head(toks)
     rules = _Rules(toks)
     rules.find_objects()
     rules.find_attributes()
