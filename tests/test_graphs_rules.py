@@ -234,3 +234,27 @@ def test_split_spelling_garment_before_a_conjunct_is_repaired(parse):
     g = parse("The girl has on a short sleeved yellow t shirt and denim shorts.")
     assert ("t-shirt", "short-sleeved") in g.attribute_pairs() and ("shorts", "short-sleeved") not in g.attribute_pairs()
     assert ("girl", "have on", "t-shirt") in g.triples()
+
+
+@pytest.mark.parametrize(
+    ("caption", "present", "absent"),
+    [
+        ("The boy wears a red hoodie with a zipper and a pair of grey sweatpants.",
+         [("boy", "wear", "sweatpants"), ("hoodie", "with", "zipper")], [("boy", "with", "sweatpants")]),
+        ("A girl is wearing a coat with big pockets, a wool scarf and brown boots.",
+         [("girl", "wear", "scarf"), ("girl", "wear", "boot"), ("coat", "with", "pocket")], [("girl", "with", "boot")]),
+        ("A man dressed in a grey jacket with a hood and black trousers.",
+         [("man", "dress in", "trousers"), ("jacket", "with", "hood")], [("man", "with", "hood")]),
+    ],
+)
+def test_verb_distributes_past_a_with_part(parse, caption, present, absent):
+    triples = parse(caption).triples()
+    for triple in present:
+        assert triple in triples, triples
+    for triple in absent:
+        assert triple not in triples, triples
+
+
+def test_it_is_not_the_thing_on_it(parse):
+    triples = parse("The boy wears a blue sweater with a white star on it and jeans.").triples()
+    assert ("star", "on", "sweater") in triples and ("sweater", "with", "star") in triples

@@ -252,10 +252,20 @@ class _Rules:
         if lower in ("who", "whom", "that", "which") and toks[tok.head].dep == "relcl":
             return self.obj_of(toks[toks[tok.head].head])
         if lower in IT_PRONOUNS:
-            earlier = [o for i, o in b.mention.items() if i < tok.i and o != b.person]
+            own = self._governing_object(tok)  # "a logo on it": it is not the logo
+            earlier = [o for i, o in b.mention.items() if i < tok.i and o not in (b.person, own)]
             return earlier[-1] if earlier else None
         if _is_person_pronoun(tok):
             return self.person()
+        return None
+
+    def _governing_object(self, tok: Tok) -> int | None:
+        """The object of the nearest noun above ``tok`` in the tree."""
+        toks = self.toks
+        while tok.head != tok.i:
+            tok = toks[tok.head]
+            if tok.i in self.b.mention:
+                return self.b.mention[tok.i]
         return None
 
     def person(self) -> int:
@@ -612,10 +622,68 @@ def _repair_sleeve_head(toks: list[Tok]) -> None:
         link_children(toks)
 
 
+def _item_word(toks: list[Tok], tok: Tok) -> str:
+    """The normalised head a noun names, looking through containers ("a pair of boots" -> boot)."""
+    word = normalise_head(tok.text, tok.lemma)
+    if word in _CONTAINERS:
+        for of in _children(toks, tok, "prep"):
+            for pobj in _children(toks, of, "pobj"):
+                return normalise_head(pobj.text, pobj.lemma)
+    return word
+
+
+def _wearing_part_with(toks: list[Tok], prep: Tok) -> Tok | None:
+    """For "dressed in a shirt with a logo" parsed with the `with` under the verb: the shirt."""
+    head = toks[prep.head]
+    if prep.lower != "with" or head.pos != "VERB" or prep.i == 0:
+        return None
+    before = toks[prep.i - 1]
+    parts = [p for p in _children(toks, prep, "pobj") if _item_word(toks, p) in GARMENT_PARTS]
+    if parts and before.pos in _ITEM_POS and _item_word(toks, before) in WEARABLES and _is_ancestor(toks, head, before):
+        return before
+    return None
+
+
+def _garment_above(toks: list[Tok], tok: Tok) -> Tok | None:
+    """The nearest wearable noun above ``tok`` through prepositions ("a shirt with a logo on the front")."""
+    while tok.dep in ("pobj", "prep", "conj") and tok.head != tok.i:
+        tok = toks[tok.head]
+        if tok.pos in _ITEM_POS and _item_word(toks, tok) in WEARABLES:
+            return tok
+    return None
+
+
+def _repair_part_attachment(toks: list[Tok]) -> None:
+    """Undo misparses that hang garments on a garment's parts.
+
+    A `with` + part phrase under the verb moves to the garment before it ("dressed in a shirt with a logo"), and a
+    garment conjoined to a part or a location ("a shirt with a logo and jeans") becomes the garment's conjunct,
+    so the verb distributes over it and the `with` stays with its own noun.
+    """
+    for prep in toks:
+        garment = _wearing_part_with(toks, prep)
+        if garment is not None:
+            prep.head = garment.i
+    link_children(toks)
+    for tok in toks:
+        head = toks[tok.head]
+        if tok.dep != "conj" or _item_word(toks, tok) not in WEARABLES or _item_word(toks, head) in WEARABLES:
+            continue
+        garment = _garment_above(toks, head)
+        if garment is None:
+            continue
+        for cc in _children(toks, head, "cc", "punct"):
+            if cc.i < tok.i and cc.i == tok.i - 1 or cc.dep == "cc" and cc.i < tok.i:
+                cc.head = garment.i
+        tok.head = garment.i
+        link_children(toks)
+
+
 def build_graph(toks: list[Tok]) -> Graph:
     """The scene graph of one parsed caption."""
     _repair_coordination(toks)
     _repair_sleeve_head(toks)
+    _repair_part_attachment(toks)
     rules = _Rules(toks)
     rules.find_objects()
     rules.find_attributes()
