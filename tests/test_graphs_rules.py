@@ -258,3 +258,9 @@ def test_verb_distributes_past_a_with_part(parse, caption, present, absent):
 def test_it_is_not_the_thing_on_it(parse):
     triples = parse("The boy wears a blue sweater with a white star on it and jeans.").triples()
     assert ("star", "on", "sweater") in triples and ("sweater", "with", "star") in triples
+
+
+def test_verb_with_a_companion_keeps_the_verb(parse):
+    assert ("girl", "run with", "brother") in parse("A girl in a yellow dress is running with her brother.").triples()
+    assert ("man", "stroll with", "cane") in parse("A man strolls with a cane.").triples()
+    assert ("woman", "with", "bag") in parse("A woman is standing with a black bag.").triples()

@@ -49,6 +49,7 @@ _KNOWN = GARMENTS | BODY_PARTS | PLURAL_ONLY | frozenset(SPELLING)
 _ITEM_POS = frozenset(("NOUN", "PROPN"))
 _PARTICIPLES = frozenset(("VBN", "VBD"))
 _GARMENT_WORDS = GARMENTS | PLURAL_ONLY | BODY_PARTS
+_WITH_ITEMS = _GARMENT_WORDS | GARMENT_PARTS  # "walking with a bag" is (person, with, bag); with anyone else, walk with
 
 
 class _Builder:
@@ -468,7 +469,7 @@ class _Rules:
             for pobj, obj in objs:
                 if pred == "with" and self._absolute_with(pobj, obj):
                     continue
-                if pred == "with" and lemma not in COPULAS:
+                if pred == "with" and lemma not in COPULAS and b.objects[obj].head in _WITH_ITEMS:
                     b.add_relation(self._with_subject(subject, pobj), "with", obj, prep.start, end)
                 else:
                     b.add_relation(subject, full, obj, verb.start if full != pred else prep.start, end)
