@@ -264,3 +264,9 @@ def test_verb_with_a_companion_keeps_the_verb(parse):
     assert ("girl", "run with", "brother") in parse("A girl in a yellow dress is running with her brother.").triples()
     assert ("man", "stroll with", "cane") in parse("A man strolls with a cane.").triples()
     assert ("woman", "with", "bag") in parse("A woman is standing with a black bag.").triples()
+
+
+def test_typos_of_frequent_verbs_are_fixed(parse):
+    triples = parse("A man wearnig a black coat and carryng a red umbrella.").triples()
+    assert ("man", "wear", "coat") in triples and ("man", "carry", "umbrella") in triples
+    assert ("man", "talk on", "phone") in parse("A man talking on his phone.").triples()

@@ -128,6 +128,7 @@ COUNTS = {"two": 2, "three": 3, "2": 2, "3": 3}
 ATTRIBUTE_WORDS = frozenset(HYPHENATED.values()) | PATTERNS
 
 # verb lemma fixes for the small model's mistakes
-VERB_LEMMAS = {"rid": "ride", "wore": "wear", "worn": "wear", "carring": "carry", "carying": "carry",
-               "holdin": "hold", "wering": "wear", "wearng": "wear", "weaing": "wear", "dressed": "dress"}
+VERB_LEMMAS = {"rid": "ride", "wore": "wear", "worn": "wear", "dressed": "dress"}
+# frequent verb forms -> lemma: a word one typo away from one of them is that verb ("waering", "carying")
+VERB_FORMS = {"wearing": "wear", "carrying": "carry", "carries": "carry", "holding": "hold"}
 COPULAS = frozenset("be seem appear".split())

