@@ -270,3 +270,18 @@ def test_typos_of_frequent_verbs_are_fixed(parse):
     triples = parse("A man wearnig a black coat and carryng a red umbrella.").triples()
     assert ("man", "wear", "coat") in triples and ("man", "carry", "umbrella") in triples
     assert ("man", "talk on", "phone") in parse("A man talking on his phone.").triples()
+
+
+@pytest.mark.parametrize(
+    ("caption", "pairs"),
+    [
+        ("He carries a purple messenger bag.", [("bag", "purple")]),
+        ("The boy has on a dark red and light blue striped jersey.",
+         [("jersey", "dark red"), ("jersey", "light blue"), ("jersey", "striped")]),
+    ],
+)
+def test_colours_of_misparsed_noun_phrases(parse, caption, pairs):
+    g = parse(caption)
+    for pair in pairs:
+        assert pair in g.attribute_pairs(), g.attribute_pairs()
+    assert len(g.objects) == 2

@@ -409,7 +409,7 @@ class _Rules:
 
     def _inner_modifiers(self, obj: int, mod: Tok, head: Tok) -> None:
         """Modifiers of a modifier that describe the object too: "dark" in "dark colored", "short" in "short grey"."""
-        for inner in _children(self.toks, mod, "advmod", "npadvmod", "amod"):
+        for inner in _children(self.toks, mod, "advmod", "npadvmod", "amod", "compound"):
             if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod"):
                 self._one_modifier(obj, inner, head)
 
@@ -678,8 +678,28 @@ def _repair_part_attachment(toks: list[Tok]) -> None:
         link_children(toks)
 
 
+def _repair_colour_head(toks: list[Tok]) -> None:
+    """Undo a misparse of colour lists: "a light gray and light green blouse" read as a colour with a blouse conjunct.
+
+    The garment takes the colour's place and the colour (with its shade) becomes the garment's modifier.
+    """
+    for colour in toks:
+        if colour.lower not in COLOURS or colour.dep not in _NOUNISH_DEPS or colour.pos in _ITEM_POS:
+            continue
+        garments = [c for c in _children(toks, colour, "conj") if c.pos in _ITEM_POS and _item_word(toks, c) in WEARABLES]
+        if not garments:
+            continue
+        garment = garments[0]
+        garment.head, garment.dep = (garment.i, "ROOT") if colour.head == colour.i else (colour.head, colour.dep)
+        for det in _children(toks, colour, "det", "poss", "nummod"):
+            det.head = garment.i
+        colour.head, colour.dep = garment.i, "amod"
+        link_children(toks)
+
+
 def build_graph(toks: list[Tok]) -> Graph:
     """The scene graph of one parsed caption."""
+    _repair_colour_head(toks)
     _repair_coordination(toks)
     _repair_sleeve_head(toks)
     _repair_part_attachment(toks)
