@@ -5,9 +5,10 @@ with a two-component Gaussian mixture; a pair is *clean* for that embedding when
 the low-mean component exceeds 0.5. Pairs tied at the lowest loss (a hinge loss such as TAL is exactly
 zero for every pair it fits) are a point mass that a Gaussian cannot model: fitted with the rest, the
 low-mean component collapses onto them and every other clean pair falls to the noisy side. tir fits
-the mixture to the other pairs and counts the tied ones clean; ``fit_floor`` restores RDE's fit. Consensus: clean for both -> weight 1, noisy for both -> 0,
-disagreement -> a fair coin flip. Everything is seeded, so every process of a distributed run
-that sees the same losses derives the same weights.
+the mixture to the other pairs and counts the tied ones clean; ``fit_floor`` restores RDE's fit.
+Consensus: clean for both -> weight 1, noisy for both -> 0, disagreement -> a fair coin flip.
+Everything is seeded, so every process of a distributed run that sees the same losses derives the
+same weights.
 """
 
 from __future__ import annotations
