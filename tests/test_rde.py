@@ -200,3 +200,30 @@ def test_recipes_resolve_and_build() -> None:
         assert config["method"] == "rde" and config["method_options"]["tau"] == 0.015
         assert (config["noise"] is None) == recipe.stem.endswith("noise0")
     assert isinstance(create_method("rde", build_backbone("tir-micro"), 3, config["method_options"]), Rde)
+
+
+def test_a_division_that_finds_no_noise_still_calls_the_least_likely_pairs_noisy() -> None:
+    # RDE (after NCR): when every posterior says clean, the least likely 1/100 are called noisy
+    probability = np.linspace(0.6, 1.0, 250)
+    losses = np.linspace(1.0, 0.0, 250)
+    clean = ccd.split_clean(probability, losses, 0.01)
+    assert np.flatnonzero(~clean).tolist() == [0, 1, 2]  # ceil(250 / 100) pairs, the least likely
+    assert ccd.split_clean(probability, losses, 0.0).all()
+    tied = ccd.split_clean(np.ones(5), np.array([0.0, 0.3, 0.0, 0.9, 0.1]), 0.2)  # ties: the highest loss goes
+    assert np.flatnonzero(~tied).tolist() == [3]
+    assert ccd.split_clean(np.ones(4), np.full(4, 0.5), 0.5).all()  # equal losses: nothing to rank
+    found = ccd.split_clean(np.array([0.2, 0.9, 0.8]), np.array([3.0, 1.0, 1.5]), 0.5)
+    assert found.tolist() == [False, True, True]  # a division that found noise is left as it is
+    with pytest.raises(ValueError):
+        ccd.split_clean(probability, losses, 1.0)
+    # end to end: a clean loss vector with a single mode
+    losses = np.random.default_rng(0).normal(1.0, 0.05, 1000)
+    weights, clean_a, _ = ccd.divide(losses, losses.copy(), seed=0, min_noisy_fraction=0.01)
+    assert 10 <= (~clean_a).sum() and (weights == 0).sum() >= 10
+
+
+def test_rde_rejects_a_bad_minimum_noisy_share() -> None:
+    from tir.errors import UserError
+
+    with pytest.raises(UserError, match="ccd_min_noisy_fraction"):
+        tiny_rde(ccd_min_noisy_fraction=1.5)

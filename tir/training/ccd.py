@@ -6,6 +6,8 @@ the low-mean component exceeds 0.5. Pairs tied at the lowest loss (a hinge loss 
 zero for every pair it fits) are a point mass that a Gaussian cannot model: fitted with the rest, the
 low-mean component collapses onto them and every other clean pair falls to the noisy side. tir fits
 the mixture to the other pairs and counts the tied ones clean; ``fit_floor`` restores RDE's fit.
+When a mixture calls every pair clean, the ``min_noisy_fraction`` of pairs least likely clean (RDE, after
+NCR: 1/100) are called noisy for that embedding, so that no epoch trusts every pair blindly.
 Consensus: clean for both -> weight 1, noisy for both -> 0, disagreement -> a fair coin flip.
 Everything is seeded, so every process of a distributed run that sees the same losses derives the
 same weights.
@@ -13,6 +15,7 @@ same weights.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +61,18 @@ def clean_probability(losses: np.ndarray, seed: int = 0, gmm: GmmSettings = GmmS
     return probability
 
 
+def split_clean(probability: np.ndarray, losses: np.ndarray, min_noisy_fraction: float = 0.01) -> np.ndarray:
+    """Clean where ``probability`` > 0.5. If that leaves no pair noisy, the ``ceil(n * min_noisy_fraction)``
+    pairs least likely clean (ties: higher loss first) are noisy; losses all equal give nothing to rank."""
+    if not 0.0 <= min_noisy_fraction < 1.0:
+        raise ValueError(f"min_noisy_fraction must be in [0, 1), got {min_noisy_fraction}")
+    clean = np.asarray(probability) > 0.5
+    if min_noisy_fraction > 0 and clean.size and clean.all() and np.ptp(losses) > 0:
+        order = np.lexsort((-np.asarray(losses, float), probability))  # by probability, then by loss, descending
+        clean[order[: math.ceil(len(clean) * min_noisy_fraction)]] = False
+    return clean
+
+
 def consensus_weights(clean_a: np.ndarray, clean_b: np.ndarray, seed: int = 0) -> np.ndarray:
     """1 where both say clean, 0 where both say noisy, a seeded coin flip where they disagree."""
     clean_a, clean_b = np.asarray(clean_a, bool), np.asarray(clean_b, bool)
@@ -66,11 +81,15 @@ def consensus_weights(clean_a: np.ndarray, clean_b: np.ndarray, seed: int = 0) -
 
 
 def divide(
-    losses_a: np.ndarray, losses_b: np.ndarray, seed: int = 0, gmm: GmmSettings = GmmSettings()
+    losses_a: np.ndarray,
+    losses_b: np.ndarray,
+    seed: int = 0,
+    gmm: GmmSettings = GmmSettings(),
+    min_noisy_fraction: float = 0.01,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CCD on two loss vectors: (weights, clean_a, clean_b)."""
-    clean_a = clean_probability(losses_a, seed, gmm) > 0.5
-    clean_b = clean_probability(losses_b, seed, gmm) > 0.5
+    clean_a = split_clean(clean_probability(losses_a, seed, gmm), losses_a, min_noisy_fraction)
+    clean_b = split_clean(clean_probability(losses_b, seed, gmm), losses_b, min_noisy_fraction)
     return consensus_weights(clean_a, clean_b, seed), clean_a, clean_b
 
 

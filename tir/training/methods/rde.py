@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from tir.errors import UserError
 from tir.training import ccd
 from tir.training.distributed import is_distributed
 from tir.training.heads.token_selection import TokenSelectionEmbedding
@@ -40,7 +41,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 @register
 class Rde(GlobalAndSelectedRetrieval, Method):
     """Options: ``tau`` 0.015, ``margin`` 0.1, ``select_ratio`` 0.3, ``tse_dim`` 1024, ``bge_weight`` /
-    ``tse_weight`` 1.0, ``ccd_warmup_epochs`` 0 (epochs before CCD starts; RDE: 0), ``gmm_max_iter`` 100,
+    ``tse_weight`` 1.0, ``ccd_warmup_epochs`` 0 (epochs before CCD starts; RDE: 0), ``ccd_min_noisy_fraction``
+    0.01 (share called noisy when a mixture finds none; RDE: 1/100), ``gmm_max_iter`` 100,
     ``gmm_tol`` 1e-4, ``gmm_reg_covar`` 1e-6, ``gmm_fit_floor`` false (true: RDE's fit, which includes the
     pairs tied at zero loss; see tir.training.ccd), ``rde_eval_mode_train`` false (RDE's flaw, off)."""
 
@@ -57,6 +59,7 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         bge_weight: float = 1.0,
         tse_weight: float = 1.0,
         ccd_warmup_epochs: int = 0,
+        ccd_min_noisy_fraction: float = 0.01,
         gmm_max_iter: int = 100,
         gmm_tol: float = 1e-4,
         gmm_reg_covar: float = 1e-6,
@@ -68,6 +71,10 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         self.tau, self.margin = tau, margin
         self.bge_weight, self.tse_weight = bge_weight, tse_weight
         self.ccd_warmup_epochs = ccd_warmup_epochs
+        if not 0.0 <= ccd_min_noisy_fraction < 1.0:
+            raise UserError(f"rde: method_options.ccd_min_noisy_fraction is {ccd_min_noisy_fraction}; set a share in "
+                            "[0, 1) (RDE: 0.01; 0 trusts every pair when the mixtures find no noise)")
+        self.ccd_min_noisy_fraction = ccd_min_noisy_fraction
         self.gmm = ccd.GmmSettings(gmm_max_iter, gmm_tol, gmm_reg_covar, gmm_fit_floor)
         self.rde_eval_mode_train = rde_eval_mode_train
         self.divided = False  # whether a CCD pass has run (for rde_eval_mode_train)
@@ -140,7 +147,9 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         self.divided = True
         self.train(was_training)  # stays in eval mode when rde_eval_mode_train (RDE's published behaviour)
         seed = epoch_seed(context.seed, context.epoch)
-        weights, clean_bge, clean_tse = ccd.divide(losses_bge[seen], losses_tse[seen], seed, self.gmm)
+        weights, clean_bge, clean_tse = ccd.divide(
+            losses_bge[seen], losses_tse[seen], seed, self.gmm, self.ccd_min_noisy_fraction
+        )
         full = np.ones(context.num_train, dtype=np.float32)  # positions not scored are trusted
         full[seen] = weights
         self.pair_weights = torch.from_numpy(full)
