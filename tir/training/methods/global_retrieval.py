@@ -34,11 +34,15 @@ class GlobalAndSelectedRetrieval:
     text_select: TokenSelectionEmbedding
 
     @staticmethod
-    def _both(select: TokenSelectionEmbedding, features: Features) -> Features:
-        selected = select(features["tokens"], features["attention"], features["valid"])
+    def selected(select: TokenSelectionEmbedding, features: Features) -> torch.Tensor:
+        """The token-selection embedding of backbone ``features`` (encoded with ``attention=True``)."""
+        return select(features["tokens"], features["attention"], features["valid"])
+
+    @classmethod
+    def _both(cls, select: TokenSelectionEmbedding, features: Features) -> Features:
         return {
             "global": F.normalize(features["global"].float(), dim=-1),
-            "selected": F.normalize(selected.float(), dim=-1),
+            "selected": F.normalize(cls.selected(select, features).float(), dim=-1),
         }
 
     def encode_image(self, images: torch.Tensor) -> Features:

@@ -87,8 +87,8 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         image = backbone.encode_image(batch["images"], attention=True)
         clean = backbone.encode_text(text, attention=True)
         masked_text = backbone.encode_text(masked)
-        image_fine = self.image_select(image["tokens"], image["attention"], image["valid"])
-        text_fine = self.text_select(clean["tokens"], clean["attention"], clean["valid"])
+        image_fine = self.selected(self.image_select, image)
+        text_fine = self.selected(self.text_select, clean)
         picked = labels != IGNORE_INDEX
         logits = self.cross_modal(masked_text["tokens"], image["tokens"], picked)
         labels = labels[picked]

@@ -93,8 +93,8 @@ class Rde(GlobalAndSelectedRetrieval, Method):
     def _embed(self, images: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, ...]:
         image = self.backbone.encode_image(images, attention=True)
         caption = self.backbone.encode_text(text, attention=True)
-        image_tse = self.image_select(image["tokens"], image["attention"], image["valid"])
-        text_tse = self.text_select(caption["tokens"], caption["attention"], caption["valid"])
+        image_tse = self.selected(self.image_select, image)
+        text_tse = self.selected(self.text_select, caption)
         return image["global"], caption["global"], image_tse, text_tse
 
     def _weights(self, index: torch.Tensor, device: torch.device) -> torch.Tensor:
