@@ -93,6 +93,26 @@ def test_torch_equals_numpy_and_chunking_is_invisible() -> None:
     assert merged.top[:, 0].tolist() == np.argmax(sim, axis=1).tolist()
 
 
-def test_shape_mismatch_is_an_error() -> None:
+def test_shape_mismatch_and_nan_are_errors() -> None:
     with pytest.raises(ValueError, match="does not match"):
         retrieval_metrics(np.zeros((2, 3)), np.array([1]), np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="NaN"):
+        retrieval_metrics(np.array([[0.1, np.nan, 0.2]]), np.array([1]), np.array([1, 2, 3]))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_top_k_and_hit_ranks_equal_a_stable_full_sort(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sort-free ranking gives a full stable sort's top k and hit ranks, also when hits span several blocks."""
+    import tir.training.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "HIT_BLOCK_ELEMENTS", {"cpu": 50})  # a block of one or two hits at a time
+    rng = np.random.default_rng(seed)
+    gallery = rng.integers(0, 6, size=37)
+    queries = rng.integers(0, 7, size=19)  # pid 6 never occurs in the gallery: queries without a hit
+    sim = rng.integers(0, 3, size=(19, 37)).astype(np.float32)
+    chunk = rank_chunk(sim, queries, gallery, top_k=10)
+    for row, pid, top, first in zip(sim, queries, chunk.top.tolist(), chunk.first_rank.tolist()):
+        order = sorted(range(len(row)), key=lambda j: -row[j])
+        assert top == order[:10]
+        hit_ranks = [i + 1 for i, j in enumerate(order) if gallery[j] == pid]
+        assert first == (hit_ranks[0] if hit_ranks else 0)
