@@ -17,6 +17,7 @@ from tir.knowledge.masking import MaskPolicy, mask_tokens
 from tir.training.heads.cross_modal import CrossModalMLM
 from tir.training.heads.token_selection import TokenSelectionEmbedding
 from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
+from tir.training.lr_rules import LrRule
 from tir.training.methods.base import Method, StepContext, register
 from tir.training.methods.global_retrieval import GlobalAndSelectedRetrieval
 from tir.training.methods.irra import identity_classifier
@@ -30,7 +31,8 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
     """Options: ``temperature`` 0.02, ``sdm_weight`` / ``fine_weight`` / ``id_weight`` / ``mlm_weight`` 1.0,
     ``mask_policy`` "uniform" (or e.g. "0:object,10:uniform"), ``mask_ratio`` 0.3 (share of a level's
     items), ``random_rate`` 0.15 (words, random strategy), ``select_ratio`` 0.3, ``tse_dim`` 1024,
-    ``cmt_depth`` 4."""
+    ``cmt_depth`` 4, ``select_lr_factor`` 10.0 (the token-selection layers, biases included, train at
+    lr x this: HKGR solver/build.py; the cross-modal module and the classifier follow IRRA's rates)."""
 
     name = "hkgr"
 
@@ -49,6 +51,7 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         select_ratio: float = 0.3,
         tse_dim: int = 1024,
         cmt_depth: int = 4,
+        select_lr_factor: float = 10.0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -56,6 +59,7 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         self.weights = {"sdm": sdm_weight, "fine": fine_weight, "id": id_weight, "mlm": mlm_weight}
         self.policy = MaskPolicy.parse(mask_policy)
         self.mask_ratio, self.random_rate = mask_ratio, random_rate
+        self.select_lr_factor = select_lr_factor
         dim = backbone.embed_dim
         self.image_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
         self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
@@ -64,6 +68,10 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
 
     def new_modules(self) -> list[nn.Module]:
         return [self.image_select, self.text_select, self.classifier, self.cross_modal]
+
+    def lr_rules(self) -> list[LrRule]:
+        selection = [LrRule(module, factor=self.select_lr_factor) for module in (self.image_select, self.text_select)]
+        return [*selection, LrRule(self.classifier), *self.cross_modal.lr_rules()]
 
     def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
         if any(key not in batch for key in PLAN_KEYS):
