@@ -162,6 +162,23 @@ def test_rde_eval_mode_train_flag_reproduces_published_behaviour() -> None:
     assert not method.training  # left in eval mode, as the published code does
 
 
+def test_rde_eval_mode_train_changes_the_loss() -> None:
+    # the token-selection BatchNorm runs on its running statistics when the method stays in eval mode
+    context = EpochContext(epoch=0, device=torch.device("cpu"), seed=0, num_train=6,
+                           clean_batches=lambda: iter([batch(6, 0)]))
+    losses = {}
+    for flag in (False, True):
+        method = tiny_rde(rde_eval_mode_train=flag)
+        method.train()
+        method.on_epoch_start(context)
+        method.train()
+        assert method.training != flag
+        out = method(batch(6, 0), StepContext(epoch=0, step=0, seed=0))
+        losses[flag] = out["loss_tse"].item(), out["loss_bge"].item()
+    assert losses[False][1] == pytest.approx(losses[True][1], rel=1e-6)  # the backbone has no BatchNorm
+    assert abs(losses[False][0] - losses[True][0]) > 1e-4
+
+
 def _ccd_rank(rank: int, init_file: str, out: str) -> None:
     import torch.distributed as dist
 

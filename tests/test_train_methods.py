@@ -7,7 +7,6 @@ import torch
 from train_support import micro_batch
 
 from tir.errors import UserError
-from tir.training.heads.token_selection import TokenSelectionEmbedding, select_top_tokens
 from tir.training.methods.base import METHODS, StepContext, create_method
 from tir.training.model import build_backbone
 
@@ -64,17 +63,6 @@ def test_hkgr_without_plans_is_a_user_error() -> None:
     batch = {k: v for k, v in micro_batch().items() if k not in ("word_ids", "level", "element")}
     with pytest.raises(UserError, match="plan-masks"):
         _method("hkgr")(batch, StepContext(0, 0, 1))
-
-
-def test_token_selection_keeps_top_valid_tokens() -> None:
-    tokens = torch.arange(6, dtype=torch.float32).view(1, 6, 1).repeat(2, 1, 1)
-    scores = torch.tensor([[0.0, 5, 4, 3, 2, 1], [9, 1, 2, 3, 4, 5]])
-    valid = torch.tensor([[False, True, True, True, True, True], [False, True, True, True, False, False]])
-    selected, real = select_top_tokens(tokens, scores, valid, ratio=0.5)
-    assert selected[0, :, 0].tolist() == [1, 2] and real[0].tolist() == [True, True]
-    assert selected[1, 0, 0].item() == 3 and real[1].tolist() == [True, False]
-    pooled = TokenSelectionEmbedding(1, 8)(tokens, scores, valid)
-    assert pooled.shape == (2, 8) and torch.isfinite(pooled).all()
 
 
 def test_backbone_exposes_attention_and_matches_open_clip() -> None:

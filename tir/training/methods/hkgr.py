@@ -2,8 +2,9 @@
 
 MLM: per sample one strategy among random / object / attribute / relation (``mask_policy``, HKGR:
 uniform); graph items of the chosen level are masked whole (tir.knowledge.masking). MGA: SDM on the
-CLS / end-token features (coarse) and on token-selection embeddings (fine: top 30% tokens by the
-last layer's summary-token attention, Linear + MLP to 1024-d, max-pooled). ID loss as IRRA.
+CLS / end-token features (coarse) and on token-selection embeddings (fine: the 30% most attended
+positions from the summary token, L2-normalised, Linear + MLP with BatchNorm to 1024-d, max-pooled;
+tir.training.heads.token_selection). ID loss as IRRA.
 Test similarity: the mean of the coarse and fine cosine similarities.
 """
 
@@ -62,7 +63,7 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         self.select_lr_factor = select_lr_factor
         dim = backbone.embed_dim
         self.image_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
-        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
+        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio, special_tokens=2)
         self.classifier = identity_classifier(dim, num_classes)
         self.cross_modal = CrossModalMLM(dim, backbone.vocab_size, depth=cmt_depth)
 

@@ -1,7 +1,8 @@
 """``rde``: noisy-correspondence-robust training (RDE, CVPR 2024).
 
-Two embeddings: BGE (the CLS / end-token features) and TSE (token selection: top 30% tokens by the
-last layer's summary-token attention, Linear + MLP to 1024-d, max-pooled). Both are trained with
+Two embeddings: BGE (the CLS / end-token features) and TSE (token selection: the 30% most attended
+positions from the summary token, L2-normalised, Linear + MLP with BatchNorm to 1024-d, max-pooled;
+tir.training.heads.token_selection). Both are trained with
 the Triplet Alignment Loss (tir.training.losses_rde, tau 0.015, margin 0.1), summed over the batch
 and weighted per pair by Confident Consensus Division (tir.training.ccd), which runs in
 ``on_epoch_start``: per-pair BGE and TSE losses over the un-augmented train set, without gradients,
@@ -11,7 +12,8 @@ Test similarity: the mean of the BGE and TSE cosine similarities.
 Distributed: each rank scores the pairs ``clean_batches()`` gives it; the losses are summed over
 ranks (by train-set position), so every rank fits the same seeded GMMs and gets the same weights.
 Published RDE leaves the model in eval mode after the CCD pass; tir trains in train mode unless
-``rde_eval_mode_train`` is set (then ``train()`` keeps the method in eval mode once CCD has run).
+``rde_eval_mode_train`` is set (then ``train()`` keeps the method in eval mode once CCD has run, and the
+token-selection BatchNorm normalises with its running statistics instead of the batch's).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         self.divided = False  # whether a CCD pass has run (for rde_eval_mode_train)
         dim = backbone.embed_dim
         self.image_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
-        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
+        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio, special_tokens=2)
         self.pair_weights: torch.Tensor | None = None  # per train-dataset position; None = all 1
 
     def new_modules(self) -> list[nn.Module]:
