@@ -244,3 +244,13 @@ def test_rde_rejects_a_bad_minimum_noisy_share() -> None:
 
     with pytest.raises(UserError, match="ccd_min_noisy_fraction"):
         tiny_rde(ccd_min_noisy_fraction=1.5)
+
+
+def test_txt_aug_is_on_by_default_and_switches_off() -> None:
+    text_seen = {}
+    for flag in (True, False):
+        method = tiny_rde(txt_aug=flag)
+        text_seen[flag] = method._augmented_text(batch(6, 0), StepContext(epoch=0, step=0, seed=0))
+    assert torch.equal(text_seen[False], batch(6, 0)["text"])
+    assert not torch.equal(text_seen[True], text_seen[False])
+    assert tiny_rde().txt_aug
