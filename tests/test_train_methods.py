@@ -105,3 +105,21 @@ def test_vit_b16_at_384x128_trains_one_step() -> None:
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss) and backbone.clip.visual.positional_embedding.shape == (24 * 8 + 1, 768)
+
+
+def test_hkgr_recipes_carry_each_datasets_script_values() -> None:
+    from pathlib import Path
+
+    from tir.training import config as config_io
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    resolved = {name: config_io.resolve(configs / f"hkgr_{name}.yaml") for name in ("cuhk-pedes", "icfg-pedes", "rstpreid")}
+    # HKGR options/run_*.sh
+    picked = {name: (c["batch_size"], c["weight_decay"], c["method_options"]["temperature"], c["method_options"]["id_weight"])
+              for name, c in resolved.items()}
+    assert picked == {"cuhk-pedes": (64, 1e-3, 0.01, 0.0), "icfg-pedes": (32, 4e-5, 0.02, 1.0), "rstpreid": (64, 1e-2, 0.02, 1.0)}
+    assert all(c["eps"] == 1e-3 and c["method_options"]["select_lr_factor"] == 10.0 for c in resolved.values())
+    options = {**resolved["cuhk-pedes"]["method_options"], "tse_dim": 16, "cmt_depth": 1}
+    method = _method("hkgr", **options)
+    out = method(micro_batch(), StepContext(epoch=0, step=0, seed=1))
+    assert method.classifier is None and "loss_id" not in out and torch.isfinite(out["loss_fine"])

@@ -29,7 +29,8 @@ PLAN_KEYS = ("word_ids", "level", "element")
 
 @register
 class Hkgr(GlobalAndSelectedRetrieval, Method):
-    """Options: ``temperature`` 0.02, ``sdm_weight`` / ``fine_weight`` / ``id_weight`` / ``mlm_weight`` 1.0,
+    """Options: ``temperature`` 0.02, ``sdm_weight`` / ``fine_weight`` / ``id_weight`` / ``mlm_weight`` 1.0
+    (``id_weight`` 0: no classifier, as HKGR's CUHK-PEDES run without ``id`` in its losses),
     ``mask_policy`` "uniform" (or e.g. "0:object,10:uniform"), ``mask_ratio`` 0.3 (share of a level's
     items), ``random_rate`` 0.15 (words, random strategy), ``select_ratio`` 0.3, ``tse_dim`` 1024,
     ``cmt_depth`` 4, ``select_lr_factor`` 10.0 (the token-selection layers, biases included, train at
@@ -64,15 +65,17 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         dim = backbone.embed_dim
         self.image_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
         self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio, special_tokens=2)
-        self.classifier = identity_classifier(dim, num_classes)
+        self.classifier = identity_classifier(dim, num_classes) if id_weight else None
         self.cross_modal = CrossModalMLM(dim, backbone.vocab_size, depth=cmt_depth)
 
     def new_modules(self) -> list[nn.Module]:
-        return [self.image_select, self.text_select, self.classifier, self.cross_modal]
+        classifier = [self.classifier] if self.classifier is not None else []
+        return [self.image_select, self.text_select, *classifier, self.cross_modal]
 
     def lr_rules(self) -> list[LrRule]:
         selection = [LrRule(module, factor=self.select_lr_factor) for module in (self.image_select, self.text_select)]
-        return [*selection, LrRule(self.classifier), *self.cross_modal.lr_rules()]
+        classifier = [LrRule(self.classifier)] if self.classifier is not None else []
+        return [*selection, *classifier, *self.cross_modal.lr_rules()]
 
     def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
         if any(key not in batch for key in PLAN_KEYS):
@@ -104,8 +107,10 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         out = {
             "loss_sdm": self.weights["sdm"] * sdm(image["global"], clean["global"], pids, self.scale),
             "loss_fine": self.weights["fine"] * sdm(image_fine, text_fine, pids, self.scale),
-            "loss_id": self.weights["id"] * id_loss(self.classifier(image["global"]), self.classifier(clean["global"]), pids),
             "loss_mlm": self.weights["mlm"] * mlm_loss(logits, labels),
         }
+        if self.classifier is not None:
+            classify = self.classifier
+            out["loss_id"] = self.weights["id"] * id_loss(classify(image["global"]), classify(clean["global"]), pids)
         out["mlm_acc"] = mlm_accuracy(logits.detach(), labels)
         return out
