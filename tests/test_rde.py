@@ -162,6 +162,23 @@ def test_rde_eval_mode_train_flag_reproduces_published_behaviour() -> None:
     assert not method.training  # left in eval mode, as the published code does
 
 
+def test_rde_eval_mode_train_changes_the_loss() -> None:
+    # the token-selection BatchNorm runs on its running statistics when the method stays in eval mode
+    context = EpochContext(epoch=0, device=torch.device("cpu"), seed=0, num_train=6,
+                           clean_batches=lambda: iter([batch(6, 0)]))
+    losses = {}
+    for flag in (False, True):
+        method = tiny_rde(rde_eval_mode_train=flag)
+        method.train()
+        method.on_epoch_start(context)
+        method.train()
+        assert method.training != flag
+        out = method(batch(6, 0), StepContext(epoch=0, step=0, seed=0))
+        losses[flag] = out["loss_tse"].item(), out["loss_bge"].item()
+    assert losses[False][1] == pytest.approx(losses[True][1], rel=1e-6)  # the backbone has no BatchNorm
+    assert abs(losses[False][0] - losses[True][0]) > 1e-4
+
+
 def _ccd_rank(rank: int, init_file: str, out: str) -> None:
     import torch.distributed as dist
 
@@ -227,3 +244,13 @@ def test_rde_rejects_a_bad_minimum_noisy_share() -> None:
 
     with pytest.raises(UserError, match="ccd_min_noisy_fraction"):
         tiny_rde(ccd_min_noisy_fraction=1.5)
+
+
+def test_txt_aug_is_on_by_default_and_switches_off() -> None:
+    text_seen = {}
+    for flag in (True, False):
+        method = tiny_rde(txt_aug=flag)
+        text_seen[flag] = method._augmented_text(batch(6, 0), StepContext(epoch=0, step=0, seed=0))
+    assert torch.equal(text_seen[False], batch(6, 0)["text"])
+    assert not torch.equal(text_seen[True], text_seen[False])
+    assert tiny_rde().txt_aug

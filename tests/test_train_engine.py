@@ -17,7 +17,7 @@ from tir.training.checkpoint import load_method, read_checkpoint
 from tir.training.engine import train
 from tir.training.methods.base import create_method
 from tir.training.model import build_backbone
-from tir.training.optim import lr_factor, parameter_groups
+from tir.training.optim import build_optimizer, lr_factor, parameter_groups
 
 torch.set_num_threads(1)
 
@@ -80,25 +80,67 @@ def test_warmup_then_cosine() -> None:
     assert lr_factor(100, 100, 10, 0.1, 0.0) == pytest.approx(0.0)
 
 
-def test_parameter_groups_follow_the_reference_learning_rates() -> None:
-    method = create_method("rde", build_backbone("tir-micro"), num_classes=2, options={})
-    config = {"lr": 1e-5, "new_module_lr_factor": 100.0, "bias_lr_factor": 2.0, "weight_decay": 4e-5}
-    groups = parameter_groups(method, config)
-    lr_of = {id(p): (group["lr"], group["weight_decay"]) for group in groups for p in group["params"]}
-    assert len(lr_of) == sum(1 for p in method.parameters() if p.requires_grad)
-    tse = method.image_select
-    # RDE: token-selection layers, biases included, at 1e-3; backbone biases at lr x 2, without decay
-    assert [lr_of[id(p)][0] for p in tse.parameters()] == pytest.approx([1e-3] * len(list(tse.parameters())))
-    assert all(lr_of[id(p)][1] == 0.0 for name, p in tse.named_parameters() if name.endswith("bias"))
-    for name, param in method.backbone.named_parameters():
-        if not param.requires_grad:  # CLIP's own logit scale is not trained
-            assert id(param) not in lr_of
-            continue
-        lr, decay = lr_of[id(param)]
-        if name.endswith(".bias"):
-            assert (lr, decay) == (pytest.approx(2e-5), 0.0)
-        elif param.ndim >= 2:
-            assert (lr, decay) == (pytest.approx(1e-5), 4e-5)
+REFERENCE_RATES = {"lr": 1e-5, "new_module_lr_factor": 5.0, "bias_lr_factor": 2.0, "weight_decay": 4e-5}
+
+
+def _rates(method, config) -> dict[str, tuple[float, float]]:
+    """(lr, weight decay) of every trained parameter, by name."""
+    by_id = {id(p): (group["lr"], group["weight_decay"]) for group in parameter_groups(method, config)
+             for p in group["params"]}
+    names = {name: by_id[id(p)] for name, p in method.named_parameters() if p.requires_grad}
+    assert len(by_id) == len(names)
+    return names
+
+
+def test_irra_parameter_groups_are_irra_solver_build() -> None:
+    # IRRA solver/build.py: "cross" -> lr x 5; "bias" -> lr x 2, no decay; "classifier" / "mlm_head" -> lr x 5
+    rates = _rates(create_method("irra", build_backbone("tir-micro"), num_classes=2), REFERENCE_RATES)
+    weight, bias, new, new_bias = (1e-5, 4e-5), (2e-5, 0.0), (5e-5, 4e-5), (5e-5, 0.0)
+    expected = {
+        "backbone.clip.visual.class_embedding": weight,
+        "backbone.clip.visual.ln_pre.weight": weight,  # LayerNorm weights keep the base lr, with decay
+        "backbone.clip.visual.ln_pre.bias": bias,
+        "backbone.clip.transformer.resblocks.0.attn.in_proj_weight": weight,
+        "backbone.clip.transformer.resblocks.0.attn.in_proj_bias": bias,
+        "cross_modal.cross_attn.in_proj_weight": new,  # IRRA's cross_attn
+        "cross_modal.cross_attn.in_proj_bias": bias,  # "bias" overrides "cross"
+        "cross_modal.transformer.resblocks.0.ln_1.weight": new,  # cross_modal_transformer
+        "cross_modal.transformer.resblocks.0.mlp.c_fc.bias": bias,
+        "cross_modal.ln_pre_text.weight": weight,  # IRRA's ln_pre_t: no "cross" in its name
+        "cross_modal.ln_post.bias": bias,
+        "cross_modal.head.0.weight": new,  # mlm_head
+        "cross_modal.head.0.bias": new_bias,  # "mlm_head" overrides "bias" for the lr, not the decay
+        "classifier.weight": new,
+        "classifier.bias": new_bias,
+    }
+    for name, rate in expected.items():
+        assert rates[name] == pytest.approx(rate), name
+    backbone = {k: v for k, v in rates.items() if k.startswith("backbone.")}
+    assert all(v == pytest.approx(bias if k.endswith("bias") else weight) for k, v in backbone.items())
+
+
+def test_token_selection_rates_of_hkgr_and_rde() -> None:
+    hkgr = _rates(create_method("hkgr", build_backbone("tir-micro"), num_classes=2), REFERENCE_RATES)
+    # HKGR: visul_emb_layer / texual_emb_layer at lr x 10, biases too (the rule comes after "bias")
+    assert hkgr["image_select.linear.weight"] == pytest.approx((1e-4, 4e-5))
+    assert hkgr["text_select.mlp.0.bias"] == pytest.approx((1e-4, 0.0))
+    assert hkgr["cross_modal.head.3.weight"] == pytest.approx((5e-5, 4e-5))
+    rde = _rates(create_method("rde", build_backbone("tir-micro"), num_classes=2),
+                 {**REFERENCE_RATES, "new_module_lr_factor": 100.0})
+    # RDE: the token-selection layers at 1e-3, biases included
+    selection = {k: v for k, v in rde.items() if "_select." in k}
+    assert selection and all(v == pytest.approx((1e-3, 0.0 if k.endswith("bias") else 4e-5))
+                             for k, v in selection.items())
+
+
+@pytest.mark.parametrize(("kind", "eps", "expected"), [("adam", None, 1e-3), ("adamw", None, 1e-8), ("adam", 1e-8, 1e-8)])
+def test_adam_eps_follows_the_references_unless_set(kind: str, eps: float | None, expected: float) -> None:
+    method = create_method("clip", build_backbone("tir-micro"), num_classes=2)
+    config = {**REFERENCE_RATES, "optimizer": kind, "eps": eps, "betas": [0.9, 0.999]}
+    optimizer = build_optimizer(method, config)
+    assert isinstance(optimizer, torch.optim.AdamW if kind == "adamw" else torch.optim.Adam)
+    assert all(group["eps"] == expected for group in optimizer.param_groups)
+    assert config_io.DEFAULTS["eps"] is None
 
 
 def test_train_command(manifests, tmp_path) -> None:
@@ -124,7 +166,8 @@ def test_every_recipe_resolves_to_known_keys_and_methods() -> None:
         config = config_io.resolve(recipe)
         if config["method"] in ("clip", "irra", "hkgr"):
             check_config(config)
-            assert config["batch_size"] == 64 or recipe.name.startswith("demo")  # demo recipes: CPU-sized
+            paper_batch = 32 if recipe.name == "hkgr_icfg-pedes.yaml" else 64  # HKGR options/run_icfg_peds.sh
+            assert config["batch_size"] == paper_batch or recipe.name.startswith("demo")  # demo recipes: CPU-sized
 
 
 def test_reference_flaw_flags_reach_the_method_options(manifests, tmp_path) -> None:

@@ -7,7 +7,6 @@ import torch
 from train_support import micro_batch
 
 from tir.errors import UserError
-from tir.training.heads.token_selection import TokenSelectionEmbedding, select_top_tokens
 from tir.training.methods.base import METHODS, StepContext, create_method
 from tir.training.model import build_backbone
 
@@ -66,17 +65,6 @@ def test_hkgr_without_plans_is_a_user_error() -> None:
         _method("hkgr")(batch, StepContext(0, 0, 1))
 
 
-def test_token_selection_keeps_top_valid_tokens() -> None:
-    tokens = torch.arange(6, dtype=torch.float32).view(1, 6, 1).repeat(2, 1, 1)
-    scores = torch.tensor([[0.0, 5, 4, 3, 2, 1], [9, 1, 2, 3, 4, 5]])
-    valid = torch.tensor([[False, True, True, True, True, True], [False, True, True, True, False, False]])
-    selected, real = select_top_tokens(tokens, scores, valid, ratio=0.5)
-    assert selected[0, :, 0].tolist() == [1, 2] and real[0].tolist() == [True, True]
-    assert selected[1, 0, 0].item() == 3 and real[1].tolist() == [True, False]
-    pooled = TokenSelectionEmbedding(1, 8)(tokens, scores, valid)
-    assert pooled.shape == (2, 8) and torch.isfinite(pooled).all()
-
-
 def test_backbone_exposes_attention_and_matches_open_clip() -> None:
     backbone = build_backbone("tir-micro").eval()
     batch = micro_batch()
@@ -117,3 +105,21 @@ def test_vit_b16_at_384x128_trains_one_step() -> None:
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss) and backbone.clip.visual.positional_embedding.shape == (24 * 8 + 1, 768)
+
+
+def test_hkgr_recipes_carry_each_datasets_script_values() -> None:
+    from pathlib import Path
+
+    from tir.training import config as config_io
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    resolved = {name: config_io.resolve(configs / f"hkgr_{name}.yaml") for name in ("cuhk-pedes", "icfg-pedes", "rstpreid")}
+    # HKGR options/run_*.sh
+    picked = {name: (c["batch_size"], c["weight_decay"], c["method_options"]["temperature"], c["method_options"]["id_weight"])
+              for name, c in resolved.items()}
+    assert picked == {"cuhk-pedes": (64, 1e-3, 0.01, 0.0), "icfg-pedes": (32, 4e-5, 0.02, 1.0), "rstpreid": (64, 1e-2, 0.02, 1.0)}
+    assert all(c["eps"] == 1e-3 and c["method_options"]["select_lr_factor"] == 10.0 for c in resolved.values())
+    options = {**resolved["cuhk-pedes"]["method_options"], "tse_dim": 16, "cmt_depth": 1}
+    method = _method("hkgr", **options)
+    out = method(micro_batch(), StepContext(epoch=0, step=0, seed=1))
+    assert method.classifier is None and "loss_id" not in out and torch.isfinite(out["loss_fine"])

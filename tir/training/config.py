@@ -44,11 +44,11 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 64,  # per process
     "optimizer": "adam",  # adam | adamw
     "lr": 1e-5,
-    "new_module_lr_factor": 5.0,  # the method's new modules (heads), biases included, train at lr x this
-    "bias_lr_factor": 2.0,  # backbone biases and norm weights train at lr x this (IRRA)
-    "weight_decay": 4e-5,  # not applied to biases and norm weights
+    "new_module_lr_factor": 5.0,  # the method's new modules train at lr x this (see the method's lr_rules)
+    "bias_lr_factor": 2.0,  # backbone biases train at lr x this (IRRA: parameters named bias)
+    "weight_decay": 4e-5,  # not applied to biases
     "betas": [0.9, 0.999],
-    "eps": 1e-8,
+    "eps": None,  # null: 1e-3 for adam (IRRA, RDE, HKGR, CCMA), 1e-8 for adamw
     "warmup_epochs": 5,
     "warmup_factor": 0.1,  # lr starts at lr x this and rises linearly during warm-up
     "min_lr": 0.0,  # cosine floor

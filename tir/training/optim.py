@@ -12,40 +12,52 @@ from torch import nn
 from tir.errors import UserError
 from tir.training.methods.base import Method
 
+DEFAULT_EPS = {"adam": 1e-3, "adamw": 1e-8}
+"""Adam's epsilon when the config leaves ``eps`` unset: 1e-3 for Adam as IRRA, RDE, HKGR and CCMA build it
+(solver/build.py), 1e-8 for AdamW as they build that."""
+
+
+def is_bias(name: str) -> bool:
+    """IRRA's test: a parameter whose own name contains ``bias`` (``in_proj_bias`` included)."""
+    return "bias" in name.rsplit(".", 1)[-1]
+
 
 def parameter_groups(method: Method, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One group per (new module?, bias-or-norm?) combination with its lr and weight decay.
+    """IRRA's parameter groups (solver/build.py), merged by (lr, weight decay).
 
-    New modules (``method.new_modules()``) train at ``lr x new_module_lr_factor``, their biases too (as
-    RDE's token-selection layers and IRRA's classifier); the backbone's biases and other 1-D parameters
-    at ``lr x bias_lr_factor``. Biases, norm weights and other 1-D parameters get no weight decay.
+    A parameter trains as its module's ``method.lr_rules()`` entry says (``lr x factor``; biases at the same
+    rate unless the rule sends them to the backbone's bias rate); a parameter no rule covers trains as the
+    backbone's: weights (LayerNorm weights and embeddings included) at ``lr`` with weight decay, biases at
+    ``lr x bias_lr_factor``. Biases get no weight decay.
     """
-    new = {id(p) for module in method.new_modules() for p in module.parameters()}
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    rule_of = {id(p): rule for rule in method.lr_rules() for p in rule.module.parameters()}
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, param in method.named_parameters():
         if not param.requires_grad:
             continue
-        no_decay = param.ndim <= 1 or name.endswith(".bias")
-        groups.setdefault((id(param) in new, no_decay), []).append(param)
-    out = []
-    for (is_new, no_decay), params in sorted(groups.items()):
-        if is_new:
-            lr = config["lr"] * config["new_module_lr_factor"]
+        bias = is_bias(name)
+        rule = rule_of.get(id(param))
+        if rule is not None and not (bias and rule.biases_as_backbone):
+            factor = config["new_module_lr_factor"] if rule.factor is None else rule.factor
         else:
-            lr = config["lr"] * (config["bias_lr_factor"] if no_decay else 1.0)
-        out.append({"params": params, "lr": lr, "initial_lr": lr, "weight_decay": 0.0 if no_decay else config["weight_decay"]})
-    return out
+            factor = config["bias_lr_factor"] if bias else 1.0
+        decay = 0.0 if bias else float(config["weight_decay"])
+        groups.setdefault((config["lr"] * factor, decay), []).append(param)
+    return [
+        {"params": params, "lr": lr, "initial_lr": lr, "weight_decay": decay}
+        for (lr, decay), params in sorted(groups.items())
+    ]
 
 
 def build_optimizer(method: Method, config: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """Adam or AdamW over ``parameter_groups``; ``eps`` unset (None) takes ``DEFAULT_EPS`` of the optimiser."""
     groups = parameter_groups(method, config)
     kind = str(config["optimizer"]).lower()
-    kwargs = {"betas": tuple(config["betas"]), "eps": config["eps"]}
-    if kind == "adam":
-        return torch.optim.Adam(groups, **kwargs)
-    if kind == "adamw":
-        return torch.optim.AdamW(groups, **kwargs)
-    raise UserError(f"unknown optimizer {config['optimizer']!r}; use adam or adamw")
+    if kind not in DEFAULT_EPS:
+        raise UserError(f"unknown optimizer {config['optimizer']!r}; use adam or adamw")
+    eps = DEFAULT_EPS[kind] if config.get("eps") is None else float(config["eps"])
+    optimizer = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+    return optimizer(groups, betas=tuple(config["betas"]), eps=eps)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, warmup_factor: float, floor: float) -> float:

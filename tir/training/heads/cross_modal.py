@@ -10,6 +10,8 @@ import torch
 from open_clip.transformer import QuickGELU, Transformer
 from torch import nn
 
+from tir.training.lr_rules import LrRule
+
 
 class CrossModalMLM(nn.Module):
     """``forward(text_tokens [B, Lt, D], image_tokens [B, Li, D], select [B, Lt] bool | None) -> logits``.
@@ -40,6 +42,13 @@ class CrossModalMLM(nn.Module):
         nn.init.normal_(self.cross_attn.out_proj.weight, std=proj_std)
         nn.init.normal_(self.head[0].weight, std=fc_std)
         nn.init.normal_(self.head[3].weight, std=proj_std)
+
+    def lr_rules(self) -> list[LrRule]:
+        """IRRA's rates (solver/build.py): the cross-attention and cross-modal transformer (names with
+        ``cross``) at the new-module rate with their biases at the backbone's bias rate; the MLM head at the
+        new-module rate, biases included; the three LayerNorms around them at the backbone's rates."""
+        return [LrRule(self.cross_attn, biases_as_backbone=True), LrRule(self.transformer, biases_as_backbone=True),
+                LrRule(self.head)]
 
     def forward(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
         image = self.ln_pre_image(image_tokens)

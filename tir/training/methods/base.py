@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from tir.training.lr_rules import LrRule
+
 Features = dict[str, torch.Tensor]
 """Named feature tensors of a batch, e.g. {"global": [B, D], "tokens": [B, L, D]}."""
 
@@ -75,6 +77,12 @@ class Method(nn.Module, abc.ABC):
     def new_modules(self) -> Iterable[nn.Module]:
         """Modules created by the method (trained at the larger learning rate); the backbone is not one."""
         return ()
+
+    def lr_rules(self) -> list[LrRule]:
+        """Learning-rate rules of the method's modules; a parameter no rule covers trains as the backbone's
+        (weights at ``lr`` with weight decay, biases at ``lr x bias_lr_factor`` without). Default: every new
+        module, biases included, at ``lr x new_module_lr_factor``."""
+        return [LrRule(module) for module in self.new_modules()]
 
     def on_epoch_start(self, context: EpochContext) -> dict[str, float]:
         """Hook run before each epoch (e.g. RDE's consensus division); returns metrics to log."""

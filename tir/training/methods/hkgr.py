@@ -2,8 +2,9 @@
 
 MLM: per sample one strategy among random / object / attribute / relation (``mask_policy``, HKGR:
 uniform); graph items of the chosen level are masked whole (tir.knowledge.masking). MGA: SDM on the
-CLS / end-token features (coarse) and on token-selection embeddings (fine: top 30% tokens by the
-last layer's summary-token attention, Linear + MLP to 1024-d, max-pooled). ID loss as IRRA.
+CLS / end-token features (coarse) and on token-selection embeddings (fine: the 30% most attended
+positions from the summary token, L2-normalised, Linear + MLP with BatchNorm to 1024-d, max-pooled;
+tir.training.heads.token_selection). ID loss as IRRA.
 Test similarity: the mean of the coarse and fine cosine similarities.
 """
 
@@ -17,6 +18,7 @@ from tir.knowledge.masking import MaskPolicy, mask_tokens
 from tir.training.heads.cross_modal import CrossModalMLM
 from tir.training.heads.token_selection import TokenSelectionEmbedding
 from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
+from tir.training.lr_rules import LrRule
 from tir.training.methods.base import Method, StepContext, register
 from tir.training.methods.global_retrieval import GlobalAndSelectedRetrieval
 from tir.training.methods.irra import identity_classifier
@@ -27,10 +29,12 @@ PLAN_KEYS = ("word_ids", "level", "element")
 
 @register
 class Hkgr(GlobalAndSelectedRetrieval, Method):
-    """Options: ``temperature`` 0.02, ``sdm_weight`` / ``fine_weight`` / ``id_weight`` / ``mlm_weight`` 1.0,
+    """Options: ``temperature`` 0.02, ``sdm_weight`` / ``fine_weight`` / ``id_weight`` / ``mlm_weight`` 1.0
+    (``id_weight`` 0: no classifier, as HKGR's CUHK-PEDES run without ``id`` in its losses),
     ``mask_policy`` "uniform" (or e.g. "0:object,10:uniform"), ``mask_ratio`` 0.3 (share of a level's
     items), ``random_rate`` 0.15 (words, random strategy), ``select_ratio`` 0.3, ``tse_dim`` 1024,
-    ``cmt_depth`` 4."""
+    ``cmt_depth`` 4, ``select_lr_factor`` 10.0 (the token-selection layers, biases included, train at
+    lr x this: HKGR solver/build.py; the cross-modal module and the classifier follow IRRA's rates)."""
 
     name = "hkgr"
 
@@ -49,6 +53,7 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         select_ratio: float = 0.3,
         tse_dim: int = 1024,
         cmt_depth: int = 4,
+        select_lr_factor: float = 10.0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -56,14 +61,21 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         self.weights = {"sdm": sdm_weight, "fine": fine_weight, "id": id_weight, "mlm": mlm_weight}
         self.policy = MaskPolicy.parse(mask_policy)
         self.mask_ratio, self.random_rate = mask_ratio, random_rate
+        self.select_lr_factor = select_lr_factor
         dim = backbone.embed_dim
         self.image_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
-        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
-        self.classifier = identity_classifier(dim, num_classes)
+        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio, special_tokens=2)
+        self.classifier = identity_classifier(dim, num_classes) if id_weight else None
         self.cross_modal = CrossModalMLM(dim, backbone.vocab_size, depth=cmt_depth)
 
     def new_modules(self) -> list[nn.Module]:
-        return [self.image_select, self.text_select, self.classifier, self.cross_modal]
+        classifier = [self.classifier] if self.classifier is not None else []
+        return [self.image_select, self.text_select, *classifier, self.cross_modal]
+
+    def lr_rules(self) -> list[LrRule]:
+        selection = [LrRule(module, factor=self.select_lr_factor) for module in (self.image_select, self.text_select)]
+        classifier = [LrRule(self.classifier)] if self.classifier is not None else []
+        return [*selection, *classifier, *self.cross_modal.lr_rules()]
 
     def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
         if any(key not in batch for key in PLAN_KEYS):
@@ -95,8 +107,10 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         out = {
             "loss_sdm": self.weights["sdm"] * sdm(image["global"], clean["global"], pids, self.scale),
             "loss_fine": self.weights["fine"] * sdm(image_fine, text_fine, pids, self.scale),
-            "loss_id": self.weights["id"] * id_loss(self.classifier(image["global"]), self.classifier(clean["global"]), pids),
             "loss_mlm": self.weights["mlm"] * mlm_loss(logits, labels),
         }
+        if self.classifier is not None:
+            classify = self.classifier
+            out["loss_id"] = self.weights["id"] * id_loss(classify(image["global"]), classify(clean["global"]), pids)
         out["mlm_acc"] = mlm_accuracy(logits.detach(), labels)
         return out

@@ -11,6 +11,7 @@ from torch import nn
 
 from tir.training.heads.cross_modal import CrossModalMLM
 from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
+from tir.training.lr_rules import LrRule
 from tir.training.methods.base import Method, StepContext, register
 from tir.training.methods.global_retrieval import GlobalRetrieval
 from tir.training.mlm import random_token_mask
@@ -56,6 +57,10 @@ class Irra(GlobalRetrieval, Method):
 
     def new_modules(self) -> list[nn.Module]:
         return [self.classifier, self.cross_modal]
+
+    def lr_rules(self) -> list[LrRule]:
+        """IRRA's rates: the classifier at the new-module rate, the cross-modal module as CrossModalMLM says."""
+        return [LrRule(self.classifier), *self.cross_modal.lr_rules()]
 
     def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
         backbone, text, pids = self.backbone, batch["text"], batch["pids"]

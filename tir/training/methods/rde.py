@@ -1,7 +1,8 @@
 """``rde``: noisy-correspondence-robust training (RDE, CVPR 2024).
 
-Two embeddings: BGE (the CLS / end-token features) and TSE (token selection: top 30% tokens by the
-last layer's summary-token attention, Linear + MLP to 1024-d, max-pooled). Both are trained with
+Two embeddings: BGE (the CLS / end-token features) and TSE (token selection: the 30% most attended
+positions from the summary token, L2-normalised, Linear + MLP with BatchNorm to 1024-d, max-pooled;
+tir.training.heads.token_selection). Both are trained with
 the Triplet Alignment Loss (tir.training.losses_rde, tau 0.015, margin 0.1), summed over the batch
 and weighted per pair by Confident Consensus Division (tir.training.ccd), which runs in
 ``on_epoch_start``: per-pair BGE and TSE losses over the un-augmented train set, without gradients,
@@ -11,7 +12,8 @@ Test similarity: the mean of the BGE and TSE cosine similarities.
 Distributed: each rank scores the pairs ``clean_batches()`` gives it; the losses are summed over
 ranks (by train-set position), so every rank fits the same seeded GMMs and gets the same weights.
 Published RDE leaves the model in eval mode after the CCD pass; tir trains in train mode unless
-``rde_eval_mode_train`` is set (then ``train()`` keeps the method in eval mode once CCD has run).
+``rde_eval_mode_train`` is set (then ``train()`` keeps the method in eval mode once CCD has run, and the
+token-selection BatchNorm normalises with its running statistics instead of the batch's).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tir.training.losses_rde import tal_per_sample, weighted_tal
 from tir.training.methods.base import EpochContext, Method, StepContext, register
 from tir.training.methods.global_retrieval import GlobalAndSelectedRetrieval
 from tir.training.model import Backbone
+from tir.training.text_augment import augment_text
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -44,7 +47,8 @@ class Rde(GlobalAndSelectedRetrieval, Method):
     ``tse_weight`` 1.0, ``ccd_warmup_epochs`` 0 (epochs before CCD starts; RDE: 0), ``ccd_min_noisy_fraction``
     0.01 (share called noisy when a mixture finds none; RDE: 1/100), ``gmm_max_iter`` 100,
     ``gmm_tol`` 1e-4, ``gmm_reg_covar`` 1e-6, ``gmm_fit_floor`` false (true: RDE's fit, which includes the
-    pairs tied at zero loss; see tir.training.ccd), ``rde_eval_mode_train`` false (RDE's flaw, off)."""
+    pairs tied at zero loss; see tir.training.ccd), ``rde_eval_mode_train`` false (RDE's flaw, off), ``txt_aug``
+    true (RDE's caption augmentation, ``--txt_aug`` in its run script: tir.training.text_augment; false: off)."""
 
     name = "rde"
 
@@ -65,6 +69,7 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         gmm_reg_covar: float = 1e-6,
         gmm_fit_floor: bool = False,
         rde_eval_mode_train: bool = False,
+        txt_aug: bool = True,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -77,10 +82,11 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         self.ccd_min_noisy_fraction = ccd_min_noisy_fraction
         self.gmm = ccd.GmmSettings(gmm_max_iter, gmm_tol, gmm_reg_covar, gmm_fit_floor)
         self.rde_eval_mode_train = rde_eval_mode_train
+        self.txt_aug = txt_aug
         self.divided = False  # whether a CCD pass has run (for rde_eval_mode_train)
         dim = backbone.embed_dim
         self.image_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
-        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio)
+        self.text_select = TokenSelectionEmbedding(dim, tse_dim, select_ratio, special_tokens=2)
         self.pair_weights: torch.Tensor | None = None  # per train-dataset position; None = all 1
 
     def new_modules(self) -> list[nn.Module]:
@@ -102,8 +108,16 @@ class Rde(GlobalAndSelectedRetrieval, Method):
             return torch.ones(index.shape[0], device=device)
         return self.pair_weights[index.cpu()].to(device)
 
+    def _augmented_text(self, batch: dict[str, torch.Tensor], context: StepContext) -> torch.Tensor:
+        if not self.txt_aug:
+            return batch["text"]
+        backbone = self.backbone
+        return augment_text(batch["text"], batch["pair_index"], epoch=context.epoch, seed=context.seed,
+                            mask_token_id=backbone.mask_token_id, vocab_size=backbone.vocab_size,
+                            special_ids=(backbone.sot_id, backbone.eot_id))
+
     def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
-        image_bge, text_bge, image_tse, text_tse = self._embed(batch["images"], batch["text"])
+        image_bge, text_bge, image_tse, text_tse = self._embed(batch["images"], self._augmented_text(batch, context))
         pids = batch["pids"]
         weights = self._weights(batch["index"], image_bge.device)
         loss_bge, _ = weighted_tal(image_bge, text_bge, pids, weights, self.tau, self.margin)
