@@ -30,6 +30,10 @@ def cosine(text: dict[str, torch.Tensor], image: dict[str, torch.Tensor]) -> tor
 
 
 def timed(function) -> tuple[float, object]:
+    """Seconds of one call; on CUDA after one untimed warm-up call (kernel loading, cuBLAS set-up)."""
+    if torch.cuda.is_available():
+        function()
+        torch.cuda.synchronize()
     began = time.perf_counter()
     result = function()
     if torch.cuda.is_available():

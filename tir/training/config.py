@@ -55,7 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "grad_clip": 0.0,  # max gradient norm; 0 disables
     "amp": "auto",  # auto (bf16 on CUDA when supported, else fp16) | bf16 | fp16 | off; CPU is always fp32
     "max_steps_per_epoch": None,  # cut epochs short (tests, benchmarks)
+    "log_every": 50,  # steps between reads of the running loss to the host (progress bar, non-finite check)
     "ddp_find_unused_parameters": False,  # torchrun: set true for methods that leave parameters unused in a step
+    "dist_timeout_minutes": 60,  # torchrun: how long ranks wait for each other (image cache, checkpoints) before failing
     # run
     "seed": 1,
     "device": "auto",  # auto | cpu | cuda | cuda:N
