@@ -28,7 +28,7 @@ from tir.training.distributed import DistInfo, barrier, init_from_env
 from tir.training.engine import _Loop, _run_epoch, train
 from tir.training.losses import infonce, sdm
 from tir.training.losses_rde import tal_per_sample
-from tir.training.methods.base import create_method
+from tir.training.methods.base import StepContext, create_method
 from tir.training.model import build_backbone
 from tir.training.precision import amp_dtype
 from tir.training.samplers import sharded_shuffle
@@ -215,3 +215,19 @@ def test_a_training_step_does_not_wait_for_the_device(monkeypatch) -> None:
     monkeypatch.undo()
     assert step == 6 and means["loss"] > 0
     assert sorted(reads) == ["__float__", "__float__", "tolist"]  # steps 3 and 6, then the epoch means
+
+
+def test_gradient_checkpointing_keeps_fewer_activations_and_the_same_gradients() -> None:
+    grads, saved = [], []
+    for checkpointed in (False, True):
+        torch.manual_seed(0)
+        method = create_method("clip", build_backbone("tir-micro"), num_classes=4)
+        method.backbone.grad_checkpointing = checkpointed
+        kept = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.numel()) or t, lambda t: t):
+            out = method(micro_batch(4), StepContext(0, 0, 1))
+        out["loss_itc"].backward()
+        grads.append(torch.cat([p.grad.flatten() for p in method.parameters() if p.grad is not None]))
+        saved.append(sum(kept))
+    assert saved[1] < saved[0] / 2  # the blocks' activations are recomputed in backward, not kept
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "model": "ViT-B-16",  # an open_clip config name (tir-tiny, tir-micro ship with tir)
     "pretrained": None,  # local checkpoint file (OpenAI ViT-B-16.pt or an open_clip/LAION file)
     "quick_gelu": False,  # true for OpenAI checkpoints
+    "grad_checkpointing": False,  # recompute transformer activations in backward: less memory (ViT-B at batch 128)
     "image_size": [384, 128],  # H, W
     # method
     "method": "irra",

@@ -36,7 +36,7 @@ from tir.training.distributed import DistInfo, barrier, init_from_env, mean_over
 from tir.training.evaluation import eval_data, evaluate
 from tir.training.methods.base import EpochContext, Method, StepContext
 from tir.training.optim import build_optimizer, build_scheduler
-from tir.training.precision import amp_dtype, autocast
+from tir.training.precision import allow_tf32, amp_dtype, autocast
 from tir.training.samplers import IdentitySampler, sharded_shuffle, shuffle_sampler
 
 CONFIG_FILE = "config.yaml"
@@ -239,7 +239,6 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     wants_cuda = str(config["device"]).startswith("cuda") or (config["device"] == "auto" and torch.cuda.is_available())
     info = init_from_env("cuda" if wants_cuda else "cpu", timedelta(minutes=float(config["dist_timeout_minutes"])))
     device = resolve_device(str(config["device"]), info)
-    dtype = amp_dtype(str(config["amp"]), device)
     run_dir = run_dir_of(config)
     checkpoint = None
     if resume:
@@ -250,6 +249,8 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     elif (run_dir / LAST).exists():
         raise UserError("a run with this name exists; pass --resume to continue it or choose another --name/--out", path=run_dir)
 
+    dtype = amp_dtype(str(config["amp"]), device)  # the run's setting (a resumed run keeps its own)
+    allow_tf32(device, dtype)
     seed_everything(config["seed"])
     cache_dir = dataset_folder(config) / "cache" if config["image_cache"] else None
     if cache_dir is not None and info.distributed and not info.is_main:

@@ -41,6 +41,8 @@ def build_optimizer(method: Method, config: Mapping[str, Any]) -> torch.optim.Op
     groups = parameter_groups(method, config)
     kind = str(config["optimizer"]).lower()
     kwargs = {"betas": tuple(config["betas"]), "eps": config["eps"]}
+    if all(param.is_cuda for group in groups for param in group["params"]):
+        kwargs["fused"] = True  # one kernel per step for every parameter
     if kind == "adam":
         return torch.optim.Adam(groups, **kwargs)
     if kind == "adamw":

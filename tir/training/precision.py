@@ -35,6 +35,13 @@ def amp_dtype(spec: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if spec == "bf16" else torch.float16
 
 
+def allow_tf32(device: torch.device, dtype: torch.dtype | None) -> None:
+    """With amp off on CUDA, let float32 matmuls and convolutions use TF32 tensor cores (Ampere and later)."""
+    if device.type == "cuda" and dtype is None:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """Autocast to ``dtype`` on ``device``'s type; no autocast when ``dtype`` is None."""
     if dtype is None:
