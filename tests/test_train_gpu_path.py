@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from train_support import make_dataset, micro_batch, tiny_config
+from train_support import loader_batch, make_dataset, micro_batch, tiny_config
 
 from tir.errors import UserError
 from tir.training import config as config_io
@@ -52,7 +52,7 @@ def _epoch_rank(rank: int, port: int, out: str) -> None:
         model = torch.nn.parallel.DistributedDataParallel(method)
         optimizer = torch.optim.SGD(method.parameters(), lr=0.0)  # Adam keeps a step counter built without a device
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-        batches = [micro_batch(4) for _ in range(2)]
+        batches = [loader_batch(4) for _ in range(2)]
         calls = []
         reduce = dist.all_reduce
         dist.all_reduce = lambda tensor, *args, **kwargs: calls.append(tensor.shape) or reduce(tensor, *args, **kwargs)
@@ -204,7 +204,7 @@ def test_a_training_step_does_not_wait_for_the_device(monkeypatch) -> None:
     method = create_method("clip", build_backbone("tir-micro"), num_classes=4)
     optimizer = torch.optim.SGD(method.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    batches = [micro_batch(4) for _ in range(6)]
+    batches = [loader_batch(4) for _ in range(6)]
     loop = _Loop(method, method, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), batches, 6,
                  torch.device("cpu"), None, 0.0, 1, DistInfo(), log_every=3)
     reads = []

@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "warmup_factor": 0.1,  # lr starts at lr x this and rises linearly during warm-up
     "min_lr": 0.0,  # cosine floor
     "grad_clip": 0.0,  # max gradient norm; 0 disables
-    "amp": "auto",  # auto (bf16 on CUDA when supported, else fp16) | bf16 | fp16 | off; CPU is always fp32
+    "amp": "auto",  # auto (bf16 on CUDA where native, else fp16) | bf16 | fp16 | off; CPU is always fp32
     "max_steps_per_epoch": None,  # cut epochs short (tests, benchmarks)
     "log_every": 50,  # steps between reads of the running loss to the host (progress bar, non-finite check)
     "ddp_find_unused_parameters": False,  # torchrun: set true for methods that leave parameters unused in a step

@@ -37,7 +37,8 @@ from tir.training.evaluation import eval_data, evaluate
 from tir.training.methods.base import EpochContext, Method, StepContext
 from tir.training.optim import build_optimizer, build_scheduler
 from tir.training.precision import allow_tf32, amp_dtype, autocast
-from tir.training.samplers import IdentitySampler, sharded_shuffle, shuffle_sampler
+from tir.training.samplers import EpochSampler, IdentitySampler, sharded_shuffle, shuffle_sampler
+from tir.training.transforms import augment_batch, normalise
 
 CONFIG_FILE = "config.yaml"
 
@@ -93,10 +94,18 @@ class _Loop:
     seed: int
     info: DistInfo
     log_every: int = 50  # steps between host reads of the running sums
+    img_aug: bool = False  # pad-and-crop and random erasing on top of the flip
 
 
 def _to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def _train_batch(batch: Mapping[str, torch.Tensor], device: torch.device, augment: bool) -> dict[str, torch.Tensor]:
+    """A loader batch (uint8 images and their draws) on ``device``, images augmented and normalised there."""
+    batch = _to_device(batch, device)
+    batch["images"] = augment_batch(batch["images"], batch.pop("draws"), augment)
+    return batch
 
 
 def _run_epoch(loop: _Loop, epoch: int, step: int, epochs: int) -> tuple[dict[str, float], int]:
@@ -112,7 +121,7 @@ def _run_epoch(loop: _Loop, epoch: int, step: int, epochs: int) -> tuple[dict[st
         for index, batch in enumerate(loop.loader):
             if index >= loop.steps:
                 break
-            batch = _to_device(batch, loop.device)
+            batch = _train_batch(batch, loop.device, loop.img_aug)
             with autocast(loop.device, loop.dtype):
                 out = loop.model(batch, StepContext(epoch=epoch, step=step, seed=loop.seed))
             loss = sum(value for key, value in out.items() if key.startswith("loss_"))
@@ -162,7 +171,9 @@ def _clean_batches(data: TrainData, config: Mapping[str, Any], device: torch.dev
             num_workers=config["num_workers"],
         )
         for batch in loader:
-            yield _to_device(batch, device)
+            batch = _to_device(batch, device)
+            batch["images"] = normalise(batch["images"])
+            yield batch
 
     return batches
 
@@ -180,10 +191,11 @@ def _train_loader(data: TrainData, config: Mapping[str, Any], info: DistInfo) ->
     loader = DataLoader(
         data.train,
         batch_size=config["batch_size"],
-        sampler=sampler,
+        sampler=EpochSampler(sampler),
         num_workers=config["num_workers"],
         drop_last=True,
         pin_memory=torch.cuda.is_available(),
+        persistent_workers=config["num_workers"] > 0,
     )
     if len(loader) == 0:
         raise UserError(f"batch_size {config['batch_size']} exceeds the {len(data.train)} train pairs per process")
@@ -291,11 +303,10 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
             log(f"no val split: {config['val_fraction']:.0%} of train identities (seed {config['seed']}) held out for validation")
 
     loop = _Loop(model, method, optimizer, scheduler, scaler, loader, steps, device, dtype, float(config["grad_clip"] or 0),
-                 int(config["seed"]), info, int(config.get("log_every", 50)))
+                 int(config["seed"]), info, int(config.get("log_every", 50)), bool(config["img_aug"]))
     epochs = int(config["epochs"])
     for epoch in range(start, epochs if stop_after is None else min(epochs, stop_after)):
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
-        data.train.set_epoch(epoch)
         context = EpochContext(epoch, device, int(config["seed"]), len(data.train), _clean_batches(data, config, device, epoch, info),
                                data.noise_truth, amp=dtype)
         record: dict[str, Any] = {"epoch": epoch + 1, **method.on_epoch_start(context)}

@@ -14,6 +14,24 @@ import torch
 from torch.utils.data import DistributedSampler, Sampler
 
 
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(epoch, index)`` for each index of ``sampler``, so a dataset item knows its epoch even
+    in a DataLoader worker kept alive across epochs (``persistent_workers``)."""
+
+    def __init__(self, sampler: Sampler[int]) -> None:
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, int(index)) for index in self.sampler)
+
+
 def sharded_shuffle(n: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
     """This rank's share of a seeded permutation of ``range(n)``: every ``world_size``-th position from ``rank``.
 
