@@ -197,9 +197,11 @@ def test_ccd_under_two_processes_matches_one(tmp_path) -> None:
 
     out = str(tmp_path / "weights")
     mp.spawn(_ccd_rank, args=(str(tmp_path / "init"), out), nprocs=2, join=True)
-    single = tiny_rde()
+    single = tiny_rde()  # each rank's batch of 6 is scored within the gathered batch of 12, as in training
+    both = [batch(6, 0), batch(6, 6)]
+    combined = {key: torch.cat([part[key] for part in both]) for key in both[0]}
     single.on_epoch_start(EpochContext(epoch=2, device=torch.device("cpu"), seed=7, num_train=12,
-                                       clean_batches=lambda: iter([batch(6, 0), batch(6, 6)])))
+                                       clean_batches=lambda: iter([combined])))
     for rank in range(2):
         assert torch.equal(torch.load(f"{out}.{rank}"), single.pair_weights)
 

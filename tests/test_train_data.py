@@ -10,8 +10,8 @@ from train_support import make_dataset
 from tir.errors import UserError
 from tir.training.data import holdout_val, load_train_data, read_manifest
 from tir.training.model import get_tokenizer
-from tir.training.samplers import IdentitySampler
-from tir.training.transforms import TrainTransform
+from tir.training.samplers import EpochSampler, IdentitySampler, shuffle_sampler
+from tir.training.transforms import DRAWS, augment_batch, normalise
 
 torch.set_num_threads(1)
 
@@ -30,7 +30,8 @@ def _load(manifests, **kwargs):
 def test_items_follow_the_method_contract(manifests) -> None:
     data = _load(manifests, img_aug=True)
     item = data.train[0]
-    assert item["images"].shape == (3, 64, 32) and item["images"].dtype == torch.float32
+    assert item["images"].shape == (3, 64, 32) and item["images"].dtype == torch.uint8  # normalised on the device
+    assert item["draws"].shape == (DRAWS,) and "draws" not in data.train.without_augmentation()[0]
     assert item["text"].shape == (24,) and item["text"][0] == 49406
     assert int(item["index"]) == 0 and int(item["pair_index"]) == 0
     assert data.num_classes == int(data.train.pids.max()) + 1
@@ -40,12 +41,26 @@ def test_items_follow_the_method_contract(manifests) -> None:
 
 def test_augmentation_depends_on_seed_epoch_index_only(manifests) -> None:
     data = _load(manifests, img_aug=True)
-    first = data.train[3]["images"]
-    assert torch.equal(first, data.train[3]["images"])
-    data.train.set_epoch(1)
-    assert not torch.equal(first, data.train[3]["images"])
-    clean = data.train.without_augmentation()[3]["images"]
-    assert torch.equal(clean, data.train.without_augmentation()[3]["images"])
+    first = data.train[(0, 3)]["draws"]
+    assert torch.equal(first, data.train[3]["draws"]) and torch.equal(first, data.train[(0, 3)]["draws"])
+    assert not torch.equal(first, data.train[(1, 3)]["draws"])
+    assert not torch.equal(first, _load(manifests, img_aug=True, seed=2).train[(0, 3)]["draws"])
+
+
+def test_workers_kept_across_epochs_draw_each_epochs_augmentation(manifests) -> None:
+    from torch.utils.data import DataLoader
+
+    data = _load(manifests, img_aug=True)
+    sampler = EpochSampler(shuffle_sampler(data.train, seed=1))
+    loader = DataLoader(data.train, batch_size=4, sampler=sampler, num_workers=1, persistent_workers=True)
+    seen = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        batch = next(iter(loader))
+        expected = torch.stack([data.train[(epoch, int(i))]["draws"] for i in batch["index"]])
+        assert torch.equal(batch["draws"], expected) and batch["images"].dtype == torch.uint8
+        seen.append(batch["draws"])
+    assert not torch.equal(seen[0], seen[1])
 
 
 def test_image_cache_is_built_once_and_gives_the_same_images(manifests, tmp_path) -> None:
@@ -92,7 +107,20 @@ def test_identity_sampler_groups_and_splits_ranks() -> None:
     assert len(ranks[0]) == len(ranks[1])
 
 
-def test_train_transform_flips_with_the_generator() -> None:
-    image = torch.arange(2 * 3, dtype=torch.uint8).view(1, 2, 3).repeat(3, 1, 1)
-    outs = {tuple(TrainTransform()(image, torch.Generator().manual_seed(s))[0, 0].tolist()) for s in range(20)}
-    assert len(outs) == 2  # flipped or not
+def test_batch_augmentation_on_the_device_flips_crops_and_erases() -> None:
+    images = torch.randint(0, 256, (4, 3, 32, 16), dtype=torch.uint8)
+    draws = torch.full((4, DRAWS), 0.99)
+    draws[:2, 0] = 0.1  # samples 0 and 1 flip
+    draws[:, 1:3] = 0.5  # crop at the pad's offset (int(0.5 x 21) = 10): the image itself
+    draws[1, 3] = 0.1  # sample 1 erases, at its first try:
+    draws[1, 4:8] = torch.tensor([0.5, 0.5, 0.0, 0.0])  # area 0.21 x 512, aspect ~1 -> 10 x 10 at the top left
+    plain = augment_batch(images, draws, augment=False)
+    assert torch.equal(plain[0], normalise(images[0].flip(-1))) and torch.equal(plain[2], normalise(images[2]))
+    augmented = augment_batch(images, draws, augment=True)
+    assert torch.equal(augmented[0], plain[0]) and torch.equal(augmented[3], plain[3])
+    erased = augmented[1] == 0
+    assert erased[:, :10, :10].all() and int(erased.sum()) == 3 * 10 * 10
+    shifted = draws.clone()
+    shifted[:, 1:3] = 0.0  # crop at (0, 0) of the padded image: 10 rows and columns of padding first
+    moved = augment_batch(images, shifted, augment=True)
+    assert torch.equal(moved[2, :, 10:, 10:], plain[2, :, :22, :6])

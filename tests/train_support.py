@@ -39,3 +39,14 @@ def tiny_config(manifests: Path, out: Path, **changes) -> dict:
 def micro_batch(batch_size: int = 4, length: int = 16) -> dict[str, torch.Tensor]:
     """A random batch for tir-micro whose captions have 4 to 8 tokens."""
     return random_batch(batch_size, (64, 32), length, words=[4 + row % 5 for row in range(batch_size)])
+
+
+def loader_batch(batch_size: int = 4, length: int = 16) -> dict[str, torch.Tensor]:
+    """``micro_batch`` as the train DataLoader gives it: uint8 images and each sample's random draws."""
+    from tir.training.transforms import DRAWS
+
+    batch = micro_batch(batch_size, length)
+    generator = torch.Generator().manual_seed(batch_size)
+    batch["images"] = torch.randint(0, 256, batch["images"].shape, dtype=torch.uint8, generator=generator)
+    batch["draws"] = torch.rand(batch_size, DRAWS, generator=generator)
+    return batch

@@ -50,6 +50,7 @@ def run_eval(
     from tir.training.checkpoint import BEST, LAST, load_method
     from tir.training.data import EvalImages, holdout_val, image_root as find_image_root, make_tokenize, read_manifest
     from tir.training.evaluation import eval_data, evaluate
+    from tir.training.precision import amp_dtype
     from tir.training.image_cache import ImageStore, build_cache
     from tir.training.retrieval_plot import plot_retrievals
 
@@ -77,7 +78,7 @@ def run_eval(
     tokenize = make_tokenize(tokenizer_for(config), config["text_length"])
     data = eval_data(manifest, split, load_image, tokenize, batch_size or config["eval_batch_size"],
                      num_workers=config["num_workers"] if device.type == "cuda" else 0)
-    result = evaluate(method, data, device)
+    result = evaluate(method, data, device, amp=amp_dtype(str(config["amp"]), device))
 
     import pyarrow as pa
 

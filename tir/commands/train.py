@@ -32,8 +32,12 @@ AMP = click.Choice(["auto", "bf16", "fp16", "off"])
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs [recipe; default 60].")
 @click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Pairs per batch per process [default 64].")
 @click.option("--lr", type=float, default=None, help="Base learning rate; new modules use lr x new_module_lr_factor [default 1e-5].")
-@click.option("--device", default=None, help="auto (CUDA when available), cpu, cuda or cuda:N [default: auto].")
-@click.option("--amp", type=AMP, default=None, help="Mixed precision on CUDA: auto (bf16, else fp16), bf16, fp16 or off; CPU runs fp32.")
+@click.option("--device", default=None,
+              help="auto (CUDA when available), cpu, cuda or cuda:N [default: auto]. Under torchrun pass cuda: "
+                   "each process takes the GPU of its LOCAL_RANK.")
+@click.option("--amp", type=AMP, default=None,
+              help="Mixed precision on CUDA: auto (bf16 where the GPU has it natively, else fp16), bf16, fp16 or off "
+                   "(TF32 matmuls); CPU runs fp32. Training, RDE's division pass and evaluation all use it.")
 @click.option("--img-aug/--no-img-aug", default=None, help="Add pad-and-crop and random erasing to the horizontal flip.")
 @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes [default 4].")
 @click.option("--out", default=None, help="Folder holding run folders [default: runs].")

@@ -32,6 +32,7 @@ def build_method(config: Mapping[str, Any], num_classes: int, with_pretrained: b
         image_size=tuple(config["image_size"]),
         quick_gelu=bool(config["quick_gelu"]),
     )
+    backbone.grad_checkpointing = bool(config.get("grad_checkpointing", False))
     return create_method(config["method"], backbone, num_classes, dict(config["method_options"] or {}))
 
 

@@ -50,6 +50,15 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def restore_scaler(scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
+    """Load a saved GradScaler state into ``scaler`` when it holds one.
+
+    A run without fp16 scaling (CPU, bf16) saves ``{}``; resumed with fp16 its scaler starts afresh.
+    """
+    if state:
+        scaler.load_state_dict(state)
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save ``state`` (plus format and version) to ``path`` atomically."""
     with atomic_path(path) as tmp:

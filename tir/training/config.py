@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "model": "ViT-B-16",  # an open_clip config name (tir-tiny, tir-micro ship with tir)
     "pretrained": None,  # local checkpoint file (OpenAI ViT-B-16.pt or an open_clip/LAION file)
     "quick_gelu": False,  # true for OpenAI checkpoints
+    "grad_checkpointing": False,  # recompute transformer activations in backward: less memory (ViT-B at batch 128)
     "image_size": [384, 128],  # H, W
     # method
     "method": "irra",
@@ -53,9 +54,11 @@ DEFAULTS: dict[str, Any] = {
     "warmup_factor": 0.1,  # lr starts at lr x this and rises linearly during warm-up
     "min_lr": 0.0,  # cosine floor
     "grad_clip": 0.0,  # max gradient norm; 0 disables
-    "amp": "auto",  # auto (bf16 on CUDA when supported, else fp16) | bf16 | fp16 | off; CPU is always fp32
+    "amp": "auto",  # auto (bf16 on CUDA where native, else fp16) | bf16 | fp16 | off; CPU is always fp32
     "max_steps_per_epoch": None,  # cut epochs short (tests, benchmarks)
+    "log_every": 50,  # steps between reads of the running loss to the host (progress bar, non-finite check)
     "ddp_find_unused_parameters": False,  # torchrun: set true for methods that leave parameters unused in a step
+    "dist_timeout_minutes": 60,  # torchrun: how long ranks wait for each other (image cache, checkpoints) before failing
     # run
     "seed": 1,
     "device": "auto",  # auto | cpu | cuda | cuda:N

@@ -3,7 +3,9 @@
 ``TrainData.load(...)`` reads manifest.parquet (+ mask_plans.parquet, + noise/<rate>-seed<seed>.parquet),
 tokenises the captions, and when the manifest has no ``val`` split (ICFG-PEDES) holds out a seeded
 share of the train identities as validation (``holdout_val``). ``TrainDataset`` items are dicts:
-``images`` float [3, H, W], ``text`` long [L], ``pids``, ``index`` (position in the dataset),
+``images`` uint8 [3, H, W] (augmented and normalised as a batch on the device by
+tir.training.transforms.augment_batch), ``draws`` float [DRAWS] (train items only: the sample's
+random draws for that), ``text`` long [L], ``pids``, ``index`` (position in the dataset),
 ``pair_index`` (the manifest's), and with plans ``word_ids``, ``level``, ``element`` long [L].
 """
 
@@ -25,7 +27,7 @@ from tir.knowledge.noise import load_noise
 from tir.pipeline.layout import MANIFEST, MASK_PLANS
 from tir.progress import log
 from tir.training.image_cache import ImageStore, build_cache
-from tir.training.transforms import TrainTransform, eval_transform
+from tir.training.transforms import eval_transform, sample_draws
 
 MANIFEST_COLUMNS = ("pair_index", "split", "pid", "image_index", "image_path", "caption")
 
@@ -90,7 +92,9 @@ def read_train_plans(path: Path, pair_index: np.ndarray, tokenizer, length: int)
 
 
 class TrainDataset(Dataset):
-    """Train pairs. Images are augmented with a generator seeded by (seed, epoch, index)."""
+    """Train pairs. Indexed by ``(epoch, index)`` (``EpochSampler`` yields those) or by ``index`` alone
+    (epoch 0); an item's random draws come from a generator seeded by (seed, epoch, index), so a
+    DataLoader worker kept across epochs still draws each epoch's own."""
 
     def __init__(
         self,
@@ -107,33 +111,27 @@ class TrainDataset(Dataset):
         self.pids = torch.tensor(self.pairs["pid"].to_numpy(np.int64))
         self.pair_index = torch.tensor(self.pairs["pair_index"].to_numpy(np.int64))
         self.images, self.image_rows, self.text, self.plans = images, image_rows, text, plans
-        self.transform = TrainTransform(augment)
-        self.augment, self.seed, self.train, self.epoch = augment, seed, train, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.augment, self.seed, self.train = augment, seed, train
 
     def without_augmentation(self) -> "TrainDataset":
-        """The same pairs with the test-time transform (for per-epoch passes such as RDE's division)."""
+        """The same pairs without draws (test-time images, for per-epoch passes such as RDE's division)."""
         return TrainDataset(self.pairs, self.images, self.image_rows, self.text, self.plans, False, self.seed, train=False)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = self.images.load(int(self.image_rows[index]))
-        if self.train:
-            generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFFFFFFFFFF)
-            image = self.transform(image, generator)
-        else:
-            image = eval_transform(image)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         item = {
-            "images": image,
+            "images": self.images.load(int(self.image_rows[index])),
             "text": self.text[index],
             "pids": self.pids[index],
             "index": torch.tensor(index),
             "pair_index": self.pair_index[index],
         }
+        if self.train:
+            generator = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFFFFFFFFFFFFFF)
+            item["draws"] = sample_draws(generator)
         if self.plans is not None:
             item.update({key: self.plans[key][index] for key in ("word_ids", "level", "element")})
         return item

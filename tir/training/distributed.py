@@ -6,10 +6,14 @@ Single-process runs need no set-up: every helper then behaves as for a world of 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+DEFAULT_TIMEOUT = timedelta(minutes=60)
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,12 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_from_env(device_type: str = "cpu") -> DistInfo:
+def init_from_env(device_type: str = "cpu", timeout: timedelta = DEFAULT_TIMEOUT) -> DistInfo:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); a no-op without it.
 
-    Uses NCCL for CUDA devices and gloo otherwise; on CUDA selects the local-rank GPU.
+    Uses NCCL for CUDA devices and gloo otherwise; on CUDA selects the local-rank GPU. ``timeout`` is
+    how long a collective or barrier waits for the other ranks before failing: long enough for rank 0
+    to build the image cache or write a checkpoint while the others wait.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
@@ -42,7 +48,7 @@ def init_from_env(device_type: str = "cpu") -> DistInfo:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timeout)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
@@ -105,10 +111,16 @@ def all_gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
-def reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    """Mean of ``value`` over ranks (a copy); the value itself alone."""
-    if not is_distributed():
-        return value.detach().clone()
-    out = value.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / dist.get_world_size()
+def mean_over_ranks(values: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Mean over ranks of each named scalar, in one all_reduce on the values' own device.
+
+    The values are stacked where they live (the run's device: NCCL refuses CPU tensors), summed over
+    ranks at once and read back to the host once. Alone: the values themselves.
+    """
+    if not values:
+        return {}
+    stacked = torch.stack([value.detach().reshape(()).double() for value in values.values()])
+    if is_distributed():
+        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+        stacked = stacked / dist.get_world_size()
+    return dict(zip(values, stacked.tolist()))

@@ -9,12 +9,13 @@ batch-level losses gather features from all ranks, and rank 0 evaluates and writ
 
 from __future__ import annotations
 
-import contextlib
+import math
 import os
 import random
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,16 @@ from tir.pipeline.layout import dataset_dir
 from tir.progress import log, progress_bar
 from tir.training import config as config_io
 from tir.training.build import build_method, check_config, tokenizer_for
-from tir.training.checkpoint import BEST, LAST, capture_rng, read_checkpoint, restore_rng, save_checkpoint
+from tir.training.checkpoint import BEST, LAST, capture_rng, read_checkpoint, restore_rng, restore_scaler, save_checkpoint
 from tir.training.curves import plot_curves, read_metrics, write_metrics
 from tir.training.data import TrainData, load_train_data
-from tir.training.distributed import DistInfo, barrier, init_from_env, reduce_mean
+from tir.training.distributed import DistInfo, barrier, init_from_env, mean_over_ranks
 from tir.training.evaluation import eval_data, evaluate
 from tir.training.methods.base import EpochContext, Method, StepContext
 from tir.training.optim import build_optimizer, build_scheduler
-from tir.training.samplers import IdentitySampler, shuffle_sampler
+from tir.training.precision import allow_tf32, amp_dtype, autocast
+from tir.training.samplers import EpochSampler, IdentitySampler, sharded_shuffle, shuffle_sampler
+from tir.training.transforms import augment_batch, normalise
 
 CONFIG_FILE = "config.yaml"
 
@@ -53,26 +56,19 @@ def run_dir_of(config: Mapping[str, Any]) -> Path:
 
 
 def resolve_device(spec: str, info: DistInfo) -> torch.device:
+    """The run's device; under torchrun every process takes the GPU of its LOCAL_RANK."""
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(spec)
     if device.type == "cuda":
+        if info.distributed and device.index is not None:
+            raise UserError(f"--device {spec} under torchrun would put every process on one GPU; pass --device cuda "
+                            "(each process takes the GPU of its LOCAL_RANK; choose GPUs with CUDA_VISIBLE_DEVICES)")
         if not torch.cuda.is_available():
             raise UserError("--device cuda asked for, but no CUDA device is visible; use --device cpu")
         if device.index is None:
             device = torch.device("cuda", info.local_rank)
     return device
-
-
-def amp_dtype(spec: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: None on CPU or with amp off."""
-    if device.type != "cuda" or spec == "off":
-        return None
-    if spec == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if spec in ("bf16", "fp16"):
-        return torch.bfloat16 if spec == "bf16" else torch.float16
-    raise UserError(f"unknown amp setting {spec!r}; use auto, bf16, fp16 or off")
 
 
 def seed_everything(seed: int) -> None:
@@ -97,28 +93,38 @@ class _Loop:
     grad_clip: float
     seed: int
     info: DistInfo
+    log_every: int = 50  # steps between host reads of the running sums
+    img_aug: bool = False  # pad-and-crop and random erasing on top of the flip
 
 
 def _to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
 
+def _train_batch(batch: Mapping[str, torch.Tensor], device: torch.device, augment: bool) -> dict[str, torch.Tensor]:
+    """A loader batch (uint8 images and their draws) on ``device``, images augmented and normalised there."""
+    batch = _to_device(batch, device)
+    batch["images"] = augment_batch(batch["images"], batch.pop("draws"), augment)
+    return batch
+
+
 def _run_epoch(loop: _Loop, epoch: int, step: int, epochs: int) -> tuple[dict[str, float], int]:
-    """Train one epoch; returns (mean of each logged value over the epoch and ranks, next step)."""
+    """Train one epoch; returns (mean of each logged value over the epoch and ranks, next step).
+
+    Logged values are summed on the run's device and read back every ``loop.log_every`` steps (the
+    progress bar's running loss and the non-finite check), so a step never waits for the GPU.
+    """
     loop.model.train()
-    sums: dict[str, float] = {}
-    images, began = 0, time.perf_counter()
-    autocast = torch.autocast("cuda", dtype=loop.dtype) if loop.dtype is not None else contextlib.nullcontext()
+    sums: dict[str, torch.Tensor] = {}  # on the run's device
+    images, began, checked = 0, time.perf_counter(), step
     with progress_bar(loop.steps, f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not loop.info.is_main) as bar:
         for index, batch in enumerate(loop.loader):
             if index >= loop.steps:
                 break
-            batch = _to_device(batch, loop.device)
-            with autocast:
+            batch = _train_batch(batch, loop.device, loop.img_aug)
+            with autocast(loop.device, loop.dtype):
                 out = loop.model(batch, StepContext(epoch=epoch, step=step, seed=loop.seed))
             loss = sum(value for key, value in out.items() if key.startswith("loss_"))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}: {float(loss)}")
             loop.optimizer.zero_grad(set_to_none=True)
             loop.scaler.scale(loss).backward()
             if loop.grad_clip > 0:
@@ -129,35 +135,45 @@ def _run_epoch(loop: _Loop, epoch: int, step: int, epochs: int) -> tuple[dict[st
             loop.scheduler.step()
             step += 1
             for key, value in {"loss": loss, **out}.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
+                sums[key] = sums[key] + value.detach().float() if key in sums else value.detach().float()
             images += batch["images"].shape[0] * loop.info.world_size
-            rate = images / max(time.perf_counter() - began, 1e-9)
-            bar.set_postfix_str(f"loss {float(loss.detach()):.3f} {rate:,.0f} img/s")
             bar.update(1)
+            if (index + 1) % loop.log_every == 0 or index + 1 == loop.steps:
+                total = float(sums["loss"])  # the one host read of the window
+                if not math.isfinite(total):
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} between steps {checked} and {step - 1}")
+                checked = step
+                rate = images / max(time.perf_counter() - began, 1e-9)
+                bar.set_postfix_str(f"loss {total / (index + 1):.3f} {rate:,.0f} img/s")
     count = max(1, min(loop.steps, len(loop.loader)))
-    means = {key: float(reduce_mean(torch.tensor(total / count))) for key, total in sums.items()}
+    means = {key: total / count for key, total in mean_over_ranks(sums).items()}
+    if not all(math.isfinite(value) for value in means.values()):
+        raise FloatingPointError(f"non-finite logged value in epoch {epoch + 1}: {means}")
     means["images_per_s"] = images / max(time.perf_counter() - began, 1e-9)
     return means, step
 
 
-def _clean_batches(data: TrainData, config: Mapping[str, Any], device: torch.device, epoch: int):
-    """The train set once, un-augmented, in training-sized batches shuffled by (seed, epoch).
+def _clean_batches(data: TrainData, config: Mapping[str, Any], device: torch.device, epoch: int, info: DistInfo):
+    """This rank's share of the train set, un-augmented, in training-sized batches shuffled by (seed, epoch).
 
     Shuffled like training batches on purpose: per-pair losses with in-batch positives (RDE's division)
     would otherwise see each pair beside its identity's other pairs and score noisy pairs as clean.
+    Sharded across ranks (every rank gets as many batches, of the same sizes), so the pass takes
+    1 / world_size of the time and ranks can gather each batch as training does.
     """
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:
-        order = torch.Generator().manual_seed(int(config["seed"]) * 100_003 + epoch)
+        order = sharded_shuffle(len(data.train), int(config["seed"]) * 100_003 + epoch, info.rank, info.world_size)
         loader = DataLoader(
             data.train.without_augmentation(),
             batch_size=config["batch_size"],
-            shuffle=True,
-            generator=order,
+            sampler=order,
             num_workers=config["num_workers"],
         )
         for batch in loader:
-            yield _to_device(batch, device)
+            batch = _to_device(batch, device)
+            batch["images"] = normalise(batch["images"])
+            yield batch
 
     return batches
 
@@ -175,19 +191,20 @@ def _train_loader(data: TrainData, config: Mapping[str, Any], info: DistInfo) ->
     loader = DataLoader(
         data.train,
         batch_size=config["batch_size"],
-        sampler=sampler,
+        sampler=EpochSampler(sampler),
         num_workers=config["num_workers"],
         drop_last=True,
         pin_memory=torch.cuda.is_available(),
+        persistent_workers=config["num_workers"] > 0,
     )
     if len(loader) == 0:
         raise UserError(f"batch_size {config['batch_size']} exceeds the {len(data.train)} train pairs per process")
     return loader
 
 
-def _validate(method: Method, data: TrainData, config: Mapping[str, Any], device: torch.device) -> dict[str, float]:
+def _validate(method: Method, data: TrainData, config: Mapping[str, Any], device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
     val = eval_data(data.manifest, data.val_split, data.load_image, data.tokenize, config["eval_batch_size"], config["num_workers"])
-    result = evaluate(method, val, device, quiet=True)
+    result = evaluate(method, val, device, quiet=True, amp=dtype)
     return {f"val_{key}": value for key, value in result.metrics.items()}
 
 
@@ -232,9 +249,8 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     check_config(config)
     config["num_workers"] = min(int(config["num_workers"]), os.cpu_count() or 1)
     wants_cuda = str(config["device"]).startswith("cuda") or (config["device"] == "auto" and torch.cuda.is_available())
-    info = init_from_env("cuda" if wants_cuda else "cpu")
+    info = init_from_env("cuda" if wants_cuda else "cpu", timedelta(minutes=float(config["dist_timeout_minutes"])))
     device = resolve_device(str(config["device"]), info)
-    dtype = amp_dtype(str(config["amp"]), device)
     run_dir = run_dir_of(config)
     checkpoint = None
     if resume:
@@ -245,6 +261,8 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     elif (run_dir / LAST).exists():
         raise UserError("a run with this name exists; pass --resume to continue it or choose another --name/--out", path=run_dir)
 
+    dtype = amp_dtype(str(config["amp"]), device)  # the run's setting (a resumed run keeps its own)
+    allow_tf32(device, dtype)
     seed_everything(config["seed"])
     cache_dir = dataset_folder(config) / "cache" if config["image_cache"] else None
     if cache_dir is not None and info.distributed and not info.is_main:
@@ -273,7 +291,7 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
         method.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
+        restore_scaler(scaler, checkpoint["scaler"])
         start, step, best = checkpoint["epoch"], checkpoint["step"], checkpoint["best"]
         records = [r for r in read_metrics(run_dir) if r["epoch"] <= start]
         restore_rng(checkpoint["rng"])
@@ -284,19 +302,20 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
         if data.heldout_val:
             log(f"no val split: {config['val_fraction']:.0%} of train identities (seed {config['seed']}) held out for validation")
 
-    loop = _Loop(model, method, optimizer, scheduler, scaler, loader, steps, device, dtype, float(config["grad_clip"] or 0), int(config["seed"]), info)
+    loop = _Loop(model, method, optimizer, scheduler, scaler, loader, steps, device, dtype, float(config["grad_clip"] or 0),
+                 int(config["seed"]), info, int(config.get("log_every", 50)), bool(config["img_aug"]))
     epochs = int(config["epochs"])
     for epoch in range(start, epochs if stop_after is None else min(epochs, stop_after)):
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
-        data.train.set_epoch(epoch)
-        context = EpochContext(epoch, device, int(config["seed"]), len(data.train), _clean_batches(data, config, device, epoch), data.noise_truth)
+        context = EpochContext(epoch, device, int(config["seed"]), len(data.train), _clean_batches(data, config, device, epoch, info),
+                               data.noise_truth, amp=dtype)
         record: dict[str, Any] = {"epoch": epoch + 1, **method.on_epoch_start(context)}
         began = time.perf_counter()
         means, step = _run_epoch(loop, epoch, step, epochs)
         record.update(means, step=step, lr=scheduler.get_last_lr()[0], train_seconds=time.perf_counter() - began)
         if info.is_main:
             if (epoch + 1) % int(config["eval_every"]) == 0 or epoch + 1 == epochs:
-                record.update(_validate(method, data, config, device))
+                record.update(_validate(method, data, config, device, dtype))
                 value = record.get(f"val_{best['metric']}")
                 if value is not None and (best["value"] is None or value > best["value"]):
                     best = {"metric": best["metric"], "value": value, "epoch": epoch + 1}

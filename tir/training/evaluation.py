@@ -12,7 +12,7 @@ API (used by the engine for validation each epoch and by ``tir eval``)::
 
 ``load_image(image_path) -> Tensor[3, H, W]`` is the test-time transform (no augmentation) and
 ``tokenize(captions) -> LongTensor[n, L]`` the text tokenizer. ``evaluate`` runs the method in
-eval mode under ``torch.no_grad`` (autocast on CUDA) and restores its previous mode. Similarity is
+eval mode under ``torch.no_grad`` (autocast to ``amp``) and restores its previous mode. Similarity is
 computed ``chunk_size`` queries at a time, so the full [queries, gallery] matrix never exists: only
 the per-query summary of where its hits fall and its top-10 gallery images are kept. Call it on one
 process with the unwrapped method (under DDP: rank 0, ``model.module``).
@@ -20,7 +20,6 @@ process with the unwrapped method (under DDP: rank 0, ``model.module``).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from tir.progress import progress_bar
 from tir.training.methods.base import Features, Method
 from tir.training.metrics import ChunkRanks, MetricAccumulator, rank_chunk, summarise
+from tir.training.precision import autocast
 
 CHUNK_ELEMENTS = 1 << 24  # similarity entries ranked at once (about 0.5 GiB of working memory)
 TOP_K = 10
@@ -103,13 +103,6 @@ def eval_data(
     return EvalData(gallery, queries, gallery_batches, query_batches)
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 def encode(
     encoder: Callable[[torch.Tensor], Features],
     batches: Iterable[torch.Tensor],
@@ -117,12 +110,14 @@ def encode(
     total: int | None = None,
     desc: str = "encode",
     quiet: bool = False,
+    amp: torch.dtype | None = None,
 ) -> Features:
-    """Run ``encoder`` over ``batches`` and concatenate each named feature (float32, on ``device``)."""
+    """Run ``encoder`` over ``batches`` (autocast to ``amp`` when given) and concatenate each named
+    feature (float32, on ``device``)."""
     parts: dict[str, list[torch.Tensor]] = {}
     with progress_bar(total, desc, unit="item", disable=quiet) as bar:
         for batch in batches:
-            with _autocast(device):
+            with autocast(device, amp):
                 features = encoder(batch.to(device, non_blocking=True))
             for name, value in features.items():
                 parts.setdefault(name, []).append(value.float())
@@ -170,15 +165,17 @@ def evaluate(
     device: torch.device | str,
     chunk_size: int | None = None,
     quiet: bool = False,
+    amp: torch.dtype | None = None,
 ) -> EvalResult:
-    """Metrics and the per-query table of ``method`` on ``data`` (see the module docstring)."""
+    """Metrics and the per-query table of ``method`` on ``data`` (see the module docstring); encoders
+    run under autocast to ``amp`` (the run's setting, tir.training.precision.amp_dtype) when given."""
     device = torch.device(device)
     began = time.perf_counter()
     was_training = method.training
     method.eval()
     try:
-        image_features = encode(method.encode_image, data.gallery_batches(), device, len(data.gallery), "gallery", quiet)
-        text_features = encode(method.encode_text, data.query_batches(), device, len(data.queries), "queries", quiet)
+        image_features = encode(method.encode_image, data.gallery_batches(), device, len(data.gallery), "gallery", quiet, amp)
+        text_features = encode(method.encode_text, data.query_batches(), device, len(data.queries), "queries", quiet, amp)
         gallery_pids = torch.tensor(data.gallery["pid"].to_numpy(np.int64), device=device)
         query_pids = torch.tensor(data.queries["pid"].to_numpy(np.int64), device=device)
         ranks = rank_features(method.similarity, text_features, image_features, query_pids, gallery_pids, chunk_size)

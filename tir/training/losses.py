@@ -1,4 +1,5 @@
 """Losses of the IRRA family. Features are L2-normalised here; ``scale`` is 1 / temperature.
+Loss bodies run in float32, outside autocast (tir.training.precision).
 
 Batch-level losses (``infonce``, ``sdm``) gather features from every rank with gradients, so a
 distributed step optimises the same objective as one process on the combined batch.
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tir.training.distributed import all_gather_no_grad, all_gather_with_grad
+from tir.training.precision import float32_body
 
 IGNORE_INDEX = -100
 
@@ -20,6 +22,7 @@ def _gathered(image: torch.Tensor, text: torch.Tensor, pids: torch.Tensor | None
     return image, text, (all_gather_no_grad(pids) if pids is not None else None)
 
 
+@float32_body
 def infonce(image: torch.Tensor, text: torch.Tensor, scale: float) -> torch.Tensor:
     """CLIP's symmetric contrastive loss: the i-th text matches the i-th image only."""
     image, text, _ = _gathered(image, text)
@@ -28,6 +31,7 @@ def infonce(image: torch.Tensor, text: torch.Tensor, scale: float) -> torch.Tens
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
 
+@float32_body
 def sdm(image: torch.Tensor, text: torch.Tensor, pids: torch.Tensor, scale: float, eps: float = 1e-8) -> torch.Tensor:
     """IRRA's similarity distribution matching: KL(p || q) image->text plus text->image.
 
@@ -45,11 +49,13 @@ def sdm(image: torch.Tensor, text: torch.Tensor, pids: torch.Tensor, scale: floa
     return loss
 
 
+@float32_body
 def id_loss(image_logits: torch.Tensor, text_logits: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
     """Identity classification with one classifier shared by both modalities: mean of the two CEs."""
     return (F.cross_entropy(image_logits.float(), pids) + F.cross_entropy(text_logits.float(), pids)) / 2
 
 
+@float32_body
 def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of ``logits`` [n, V] against ``labels`` [n] (the masked positions); 0 if none."""
     if labels.numel() == 0:

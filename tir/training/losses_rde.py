@@ -8,6 +8,7 @@ the batch items with the same person id (the pair itself included), the loss of 
 with ``a_i = softmax_{j in P(i)}(S_ij / tau)`` detached, and the same for image i over the columns.
 A pair's loss is the sum of its text's and its image's losses. The log-sum-exp term is a smooth
 maximum over negatives (the hardest negative as tau -> 0); a row without negatives has loss 0.
+Computed in float32 outside autocast (tir.training.precision).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from tir.training.distributed import all_gather_no_grad, all_gather_with_grad
+from tir.training.precision import float32_body
 
 NO_NEGATIVE = -1.0e4  # finite stand-in for log(0), so rows without negatives give 0 loss and 0 gradient
 
@@ -28,6 +30,7 @@ def _one_direction(scores: torch.Tensor, positive: torch.Tensor, tau: float, mar
     return (margin - pulled + pushed).clamp(min=0)
 
 
+@float32_body
 def tal_per_sample(
     image: torch.Tensor, text: torch.Tensor, pids: torch.Tensor, tau: float = 0.015, margin: float = 0.1
 ) -> torch.Tensor:
@@ -39,6 +42,7 @@ def tal_per_sample(
     return _one_direction(scores, positive, tau, margin) + _one_direction(scores.t(), positive, tau, margin)
 
 
+@float32_body
 def weighted_tal(
     image: torch.Tensor,
     text: torch.Tensor,

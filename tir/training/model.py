@@ -20,6 +20,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+import torch.utils.checkpoint
 from open_clip.model import resize_pos_embed
 from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
@@ -44,13 +45,16 @@ def _block_with_attention(
 
 
 def _run_blocks(
-    blocks: nn.ModuleList, x: torch.Tensor, attn_mask: torch.Tensor | None, attention: bool
+    blocks: nn.ModuleList, x: torch.Tensor, attn_mask: torch.Tensor | None, attention: bool, checkpointed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the blocks; ``checkpointed``: keep no activations inside them, recompute them in backward."""
     last = len(blocks) - 1
     weights = None
     for i, block in enumerate(blocks):
         if attention and i == last:
             x, weights = _block_with_attention(block, x, attn_mask)
+        elif checkpointed and torch.is_grad_enabled():
+            x = torch.utils.checkpoint.checkpoint(block, x, attn_mask=attn_mask, use_reentrant=False)
         else:
             x = block(x, attn_mask=attn_mask)
     return x, weights
@@ -91,7 +95,11 @@ def checkpoint_file(pretrained: str) -> Path:
 
 
 class Backbone(nn.Module):
-    """A CLIP image and text encoder with one extra vocabulary row, the mask token."""
+    """A CLIP image and text encoder with one extra vocabulary row, the mask token.
+
+    ``grad_checkpointing``: recompute the transformer blocks' activations in backward instead of
+    keeping them (less memory for a larger batch, about a third more compute).
+    """
 
     def __init__(self, clip: open_clip.CLIP, sot_id: int, eot_id: int) -> None:
         super().__init__()
@@ -103,6 +111,7 @@ class Backbone(nn.Module):
         self.clip = clip
         clip.logit_scale.requires_grad_(False)  # methods use a fixed temperature; unused by DDP otherwise
         self.sot_id, self.eot_id = sot_id, eot_id
+        self.grad_checkpointing = False
         old = clip.token_embedding
         self.mask_token_id = old.num_embeddings
         grown = nn.Embedding(old.num_embeddings + 1, old.embedding_dim)
@@ -132,7 +141,7 @@ class Backbone(nn.Module):
     def encode_image(self, images: torch.Tensor, attention: bool = False) -> Features:
         visual = self.clip.visual
         x = visual._embeds(images)
-        x, weights = _run_blocks(visual.transformer.resblocks, x, None, attention)
+        x, weights = _run_blocks(visual.transformer.resblocks, x, None, attention, self.grad_checkpointing)
         tokens = visual.ln_post(x) @ visual.proj
         valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         valid[:, 0] = False
@@ -148,7 +157,7 @@ class Backbone(nn.Module):
             raise UserError(f"text length {length} exceeds the model's context length {self.context_length}")
         x = clip.token_embedding(text) + clip.positional_embedding[:length]
         mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
-        x, weights = _run_blocks(clip.transformer.resblocks, x, mask, attention)
+        x, weights = _run_blocks(clip.transformer.resblocks, x, mask, attention, self.grad_checkpointing)
         projection = clip.text_projection
         x = clip.ln_final(x)
         tokens = projection(x) if isinstance(projection, nn.Linear) else x @ projection

@@ -57,7 +57,8 @@ def build_optimizer(method: Method, config: Mapping[str, Any]) -> torch.optim.Op
         raise UserError(f"unknown optimizer {config['optimizer']!r}; use adam or adamw")
     eps = DEFAULT_EPS[kind] if config.get("eps") is None else float(config["eps"])
     optimizer = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-    return optimizer(groups, betas=tuple(config["betas"]), eps=eps)
+    fused = all(param.is_cuda for group in groups for param in group["params"])  # one kernel per step
+    return optimizer(groups, betas=tuple(config["betas"]), eps=eps, **({"fused": True} if fused else {}))
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, warmup_factor: float, floor: float) -> float:

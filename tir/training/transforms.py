@@ -1,13 +1,17 @@
-"""Image decoding and IRRA's transforms, on uint8 tensors, with per-sample random generators.
+"""Image decoding, and IRRA's training transform applied to a whole batch on the run's device.
 
 Decoding (Pillow, RGB, bicubic resize to the model's H x W) happens once per image (or once per
-split with the image cache); the random part works on the resized uint8 tensor [3, H, W] and draws
-from the ``torch.Generator`` it is given, so augmentation does not depend on worker or global RNG.
+split with the image cache). Images then cross the DataLoader's process boundary as uint8 [3, H, W]
+(a quarter of the bytes of float32) together with each sample's random draws (``sample_draws``:
+drawn from a generator seeded per sample, so augmentation depends on neither worker nor global RNG);
+``augment_batch`` flips, pads and crops, normalises and erases the batch where it is trained.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import math
 
 import numpy as np
 import torch
@@ -20,6 +24,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PAD = 10
 ERASE_SCALE = (0.02, 0.4)
 ERASE_RATIO = (0.3, 3.3)
+ERASE_TRIES = 10
+DRAWS = 4 + 4 * ERASE_TRIES  # flip, crop top, crop left, erase?, then (area, aspect, top, left) per try
 
 
 def decode_image(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -37,10 +43,11 @@ def decode_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _normalise(image: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return (image.float() / 255.0 - mean) / std
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """CLIP normalisation of uint8 images [..., 3, H, W] (float32, on their device)."""
+    mean = torch.tensor(CLIP_MEAN, device=images.device).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=images.device).view(3, 1, 1)
+    return (images.float() / 255.0 - mean) / std
 
 
 def to_chw(image: np.ndarray) -> torch.Tensor:
@@ -50,48 +57,62 @@ def to_chw(image: np.ndarray) -> torch.Tensor:
 
 def eval_transform(image: torch.Tensor) -> torch.Tensor:
     """Test-time transform: CLIP normalisation of a resized uint8 [3, H, W] image."""
-    return _normalise(image)
+    return normalise(image)
 
 
-class TrainTransform:
-    """IRRA's training transform: horizontal flip; with ``augment`` also pad 10 + random crop and
-    random erasing (p 0.5, area 2-40%, filled with the mean, i.e. 0 after normalisation)."""
-
-    def __init__(self, augment: bool = False) -> None:
-        self.augment = augment
-
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        draws = torch.rand(8, generator=generator).tolist()
-        if draws[0] < 0.5:
-            image = image.flip(-1)
-        if self.augment:
-            image = _pad_crop(image, draws[1], draws[2])
-        out = _normalise(image)
-        if self.augment and draws[3] < 0.5:
-            out = _erase(out, draws[4:8], generator)
-        return out
+def sample_draws(generator: torch.Generator) -> torch.Tensor:
+    """One sample's random draws [DRAWS] (float32 in [0, 1)) for ``augment_batch``."""
+    return torch.rand(DRAWS, generator=generator)
 
 
-def _pad_crop(image: torch.Tensor, u: float, v: float) -> torch.Tensor:
-    _, height, width = image.shape
-    padded = torch.nn.functional.pad(image, (PAD, PAD, PAD, PAD))
-    top, left = int(u * (2 * PAD + 1)), int(v * (2 * PAD + 1))
-    return padded[:, top : top + height, left : left + width]
+def augment_batch(images: torch.Tensor, draws: torch.Tensor, augment: bool) -> torch.Tensor:
+    """IRRA's training transform of uint8 images [B, 3, H, W] with their draws [B, DRAWS], on their device.
+
+    Horizontal flip (draw 0 < 0.5); with ``augment`` also pad 10 + random crop (draws 1, 2) and random
+    erasing (draw 3 < 0.5: torchvision's recipe, area 2-40%, aspect 0.3-3.3, the first of ten tries
+    that fits, filled with the mean, i.e. 0 after normalisation). Returns normalised float32.
+    """
+    batch, _, height, width = images.shape
+    draws = draws.to(images.device, torch.float64)
+    images = torch.where((draws[:, 0] < 0.5).view(-1, 1, 1, 1), images.flip(-1), images)
+    if augment:
+        images = _pad_crop(images, draws[:, 1], draws[:, 2])
+    out = normalise(images)
+    if augment:
+        out = out.masked_fill(_erased(draws[:, 3:], height, width).unsqueeze(1), 0.0)
+    return out
 
 
-def _erase(image: torch.Tensor, draws: list[float], generator: torch.Generator) -> torch.Tensor:
-    """Zero a random rectangle (torchvision's RandomErasing recipe; up to 10 tries to fit)."""
-    _, height, width = image.shape
+def _pad_crop(images: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Each image padded by PAD zeros and cropped back to H x W at offsets ``u``, ``v`` x (2 PAD + 1)."""
+    batch, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (PAD, PAD, PAD, PAD))
+    top, left = (u * (2 * PAD + 1)).long(), (v * (2 * PAD + 1)).long()
+    rows = (top.unsqueeze(1) + torch.arange(height, device=images.device)).view(batch, 1, height, 1)
+    cols = (left.unsqueeze(1) + torch.arange(width, device=images.device)).view(batch, 1, 1, width)
+    samples = torch.arange(batch, device=images.device).view(batch, 1, 1, 1)
+    channels = torch.arange(3, device=images.device).view(1, 3, 1, 1)
+    return padded[samples, channels, rows, cols]
+
+
+def _erased(draws: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Boolean [B, H, W]: the rectangle each image erases (none where draw 0 >= 0.5 or no try fits)."""
+    batch = draws.shape[0]
+    tries = draws[:, 1:].view(batch, ERASE_TRIES, 4)
     area = height * width
-    log_low, log_high = np.log(ERASE_RATIO[0]), np.log(ERASE_RATIO[1])
-    for _ in range(10):
-        target = area * (ERASE_SCALE[0] + draws[0] * (ERASE_SCALE[1] - ERASE_SCALE[0]))
-        aspect = float(np.exp(log_low + draws[1] * (log_high - log_low)))
-        h, w = int(round((target * aspect) ** 0.5)), int(round((target / aspect) ** 0.5))
-        if 0 < h < height and 0 < w < width:
-            top, left = int(draws[2] * (height - h + 1)), int(draws[3] * (width - w + 1))
-            image = image.clone()
-            image[:, top : top + h, left : left + w] = 0.0
-            return image
-        draws = torch.rand(4, generator=generator).tolist()
-    return image
+    target = area * (ERASE_SCALE[0] + tries[..., 0] * (ERASE_SCALE[1] - ERASE_SCALE[0]))
+    log_low, log_high = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
+    aspect = torch.exp(log_low + tries[..., 1] * (log_high - log_low))
+    h, w = torch.round(torch.sqrt(target * aspect)).long(), torch.round(torch.sqrt(target / aspect)).long()
+    fits = (h > 0) & (h < height) & (w > 0) & (w < width)
+    first = fits.long().argmax(dim=1, keepdim=True)  # the first try that fits
+    h, w = h.gather(1, first).squeeze(1), w.gather(1, first).squeeze(1)
+    chosen = tries.gather(1, first.unsqueeze(-1).expand(-1, -1, 4)).squeeze(1)
+    top = (chosen[:, 2] * (height - h + 1)).long()
+    left = (chosen[:, 3] * (width - w + 1)).long()
+    erase = (draws[:, 0] < 0.5) & fits.any(dim=1)
+    rows = torch.arange(height, device=draws.device).view(1, height, 1)
+    cols = torch.arange(width, device=draws.device).view(1, 1, width)
+    in_rows = (rows >= top.view(-1, 1, 1)) & (rows < (top + h).view(-1, 1, 1))
+    in_cols = (cols >= left.view(-1, 1, 1)) & (cols < (left + w).view(-1, 1, 1))
+    return in_rows & in_cols & erase.view(-1, 1, 1)

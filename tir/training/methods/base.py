@@ -36,7 +36,8 @@ class EpochContext:
 
     ``clean_batches()`` iterates the train set once without augmentation (each batch carries
     ``index``: positions in the train dataset); ``noise_truth`` is the known ``is_noisy`` flag per
-    train-dataset position when the run uses a noise file, else None.
+    train-dataset position when the run uses a noise file, else None; ``amp`` the run's autocast
+    dtype (None: float32), for passes over the data (tir.training.precision.autocast).
     """
 
     epoch: int
@@ -46,6 +47,7 @@ class EpochContext:
     clean_batches: Callable[[], Iterator[dict[str, torch.Tensor]]]
     noise_truth: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    amp: torch.dtype | None = None
 
 
 class Method(nn.Module, abc.ABC):

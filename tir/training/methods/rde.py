@@ -9,16 +9,16 @@ and weighted per pair by Confident Consensus Division (tir.training.ccd), which 
 each split clean/noisy by a 2-component GMM, consensus weights for the epoch that follows.
 Test similarity: the mean of the BGE and TSE cosine similarities.
 
-Distributed: each rank scores the pairs ``clean_batches()`` gives it; the losses are summed over
-ranks (by train-set position), so every rank fits the same seeded GMMs and gets the same weights.
+Distributed: each rank scores its shard of the pairs (``clean_batches()``), each batch gathered from
+every rank as in training, so a pair's in-batch negatives are those of the combined batch; the
+losses are summed over ranks by train-set position, so every rank fits the same seeded GMMs and
+gets the same weights.
 Published RDE leaves the model in eval mode after the CCD pass; tir trains in train mode unless
 ``rde_eval_mode_train`` is set (then ``train()`` keeps the method in eval mode once CCD has run, and the
 token-selection BatchNorm normalises with its running statistics instead of the batch's).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
@@ -27,13 +27,14 @@ from torch import nn
 
 from tir.errors import UserError
 from tir.training import ccd
-from tir.training.distributed import is_distributed
+from tir.training.distributed import all_gather_no_grad, get_rank, is_distributed
 from tir.training.heads.token_selection import TokenSelectionEmbedding
 from tir.training.losses_rde import tal_per_sample, weighted_tal
 from tir.training.methods.base import EpochContext, Method, StepContext, register
 from tir.training.methods.global_retrieval import GlobalAndSelectedRetrieval
 from tir.training.model import Backbone
 from tir.training.text_augment import augment_text
+from tir.training.precision import autocast
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -106,7 +107,7 @@ class Rde(GlobalAndSelectedRetrieval, Method):
     def _weights(self, index: torch.Tensor, device: torch.device) -> torch.Tensor:
         if self.pair_weights is None:
             return torch.ones(index.shape[0], device=device)
-        return self.pair_weights[index.cpu()].to(device)
+        return self.pair_weights[index]
 
     def _augmented_text(self, batch: dict[str, torch.Tensor], context: StepContext) -> torch.Tensor:
         if not self.txt_aug:
@@ -134,14 +135,15 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         """Per-pair BGE and TSE losses over the train set (and which positions were scored)."""
         device = context.device
         totals = torch.zeros(3, context.num_train, dtype=torch.float64, device=device)  # bge, tse, count
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
         for batch in context.clean_batches():
             index = batch["index"].to(device)
-            pids = batch["pids"].to(device)
-            with autocast:
-                image_bge, text_bge, image_tse, text_tse = self._embed(batch["images"].to(device), batch["text"].to(device))
-            totals[0].index_add_(0, index, tal_per_sample(image_bge, text_bge, pids, self.tau, self.margin).double())
-            totals[1].index_add_(0, index, tal_per_sample(image_tse, text_tse, pids, self.tau, self.margin).double())
+            with autocast(device, context.amp):
+                features = self._embed(batch["images"].to(device), batch["text"].to(device))
+            image_bge, text_bge, image_tse, text_tse = (all_gather_no_grad(f.float()) for f in features)
+            pids = all_gather_no_grad(batch["pids"].to(device))
+            mine = slice(get_rank() * len(index), (get_rank() + 1) * len(index))  # this rank's rows of the gathered batch
+            totals[0].index_add_(0, index, tal_per_sample(image_bge, text_bge, pids, self.tau, self.margin)[mine].double())
+            totals[1].index_add_(0, index, tal_per_sample(image_tse, text_tse, pids, self.tau, self.margin)[mine].double())
             totals[2].index_add_(0, index, torch.ones_like(index, dtype=torch.float64))
         if is_distributed():
             dist.all_reduce(totals, op=dist.ReduceOp.SUM)
@@ -166,7 +168,7 @@ class Rde(GlobalAndSelectedRetrieval, Method):
         )
         full = np.ones(context.num_train, dtype=np.float32)  # positions not scored are trusted
         full[seen] = weights
-        self.pair_weights = torch.from_numpy(full)
+        self.pair_weights = torch.from_numpy(full).to(context.device)  # on the device: no host round trip per step
         metrics = {
             "ccd_trusted": float(weights.mean()),
             "ccd_clean_bge": float(clean_bge.mean()),
