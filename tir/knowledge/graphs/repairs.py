@@ -1,0 +1,455 @@
+"""Repairs of frequent misparses of pedestrian descriptions, made on the dependency tree before the rules read it.
+
+Each repair finds one shape the small parser gets wrong on such text (garment lists without commas, colour words read
+as verbs, a garment hung on a garment part, "over" lists, comparisons) and rebuilds that part of the tree.
+The rules they serve are in docs/GRAPH_CONVENTIONS.md.
+"""
+
+from __future__ import annotations
+
+from tir.knowledge.graphs.lexicon import (
+    COLOURS,
+    COMPARISON_PREPS,
+    GARMENT_COMPOUNDS,
+    GARMENT_PARTS,
+    GARMENTS,
+    HYPHENATED,
+    MATERIALS,
+    PATTERNS,
+    PERSON_NOUNS,
+    PLURAL_ONLY,
+    POSSESSIVES,
+    PURPOSE_GERUNDS,
+    SHADES,
+    SLEEVE_LENGTHS,
+    UPPER_BODY,
+    WEARABLES,
+    BODY_PARTS,
+)
+from tir.knowledge.graphs.normalise import correct_attribute, normalise_head
+from tir.knowledge.graphs.tree import Tok, link_children
+from tir.knowledge.graphs.tree import children as _children
+
+NOUNISH_DEPS = frozenset("dobj obj pobj conj nsubj nsubjpass appos ROOT attr npadvmod dep oprd".split())
+CONTAINERS = frozenset("pair piece set".split())
+ITEM_POS = frozenset(("NOUN", "PROPN"))
+COMPARISON_DEP = "comparison"  # the dep given to "a businessman" in "dressed like a businessman"
+_GARMENT_WORDS = GARMENTS | PLURAL_ONLY | BODY_PARTS
+_SEPARATORS = frozenset(", and or &".split())
+_SUBJECT_DEPS = frozenset(("nsubj", "nsubjpass"))
+_OVER_PREPS = frozenset("over under underneath beneath".split())
+
+
+def _is_garment_word(tok: Tok) -> bool:
+    """A garment, plural-only garment or body part (spelling variants and typos normalised)."""
+    return normalise_head(tok.text, tok.lemma) in _GARMENT_WORDS
+
+
+def _repair_coordination(toks: list[Tok]) -> None:
+    """Undo a frequent misparse: "a striped shirt and plaid shorts" read as one noun phrase headed by shorts.
+
+    The first garment (attached as nmod/compound, with `and` + a conjunct) becomes the phrase head again, the
+    second garment its conjunct, and the modifiers left of the first garment move back to it.
+    """
+    for tok in toks:
+        head = toks[tok.head]
+        if tok.dep not in ("nmod", "compound") or head.i <= tok.i or not _is_garment_word(tok) or not _is_garment_word(head):
+            continue
+        kids = [toks[c] for c in tok.children]
+        if not any(k.dep == "cc" for k in kids):
+            continue
+        for k in kids:
+            if k.dep == "conj" and k.i < head.i and not _is_garment_word(k):
+                k.head, k.dep = head.i, "amod"
+            elif k.dep == "cc":
+                k.head = head.i
+        for c in head.children:
+            if c < tok.i:
+                toks[c].head = tok.i
+        tok.head, tok.dep = (tok.i, "ROOT") if head.head == head.i else (head.head, head.dep)
+        head.head, head.dep = tok.i, "conj"
+        link_children(toks)
+
+
+def _is_ancestor(toks: list[Tok], anc: Tok, tok: Tok) -> bool:
+    """True when ``anc`` is ``tok``'s head, its head's head, ..."""
+    while tok.head != tok.i:
+        tok = toks[tok.head]
+        if tok.i == anc.i:
+            return True
+    return False
+
+
+def _garment_after_sleeve(toks: list[Tok], sleeve: Tok) -> Tok | None:
+    """The garment a "long sleeve" modifies when only adjectives and modifiers stand between them."""
+    for tok in toks[sleeve.i + 1 :]:
+        word = normalise_head(tok.text, tok.lemma)
+        if tok.pos in ITEM_POS and (word in GARMENTS or word in PLURAL_ONLY) and word != "sleeve":
+            return tok
+        if tok.pos not in ("ADJ", "NOUN", "PROPN", "VERB", "CCONJ") or tok.pos == "VERB" and tok.dep not in ("amod", "compound"):
+            return None
+    return None
+
+
+def _repair_sleeve_head(toks: list[Tok]) -> None:
+    """Undo another misparse: "a long sleeve beige shirt" read as a sleeve with the shirt in apposition.
+
+    The garment takes the sleeve's place in the tree and the sleeve becomes its compound modifier.
+    """
+    for sleeve in toks:
+        if sleeve.lower != "sleeve" or sleeve.i == 0 or toks[sleeve.i - 1].lower not in SLEEVE_LENGTHS:
+            continue
+        garment = _garment_after_sleeve(toks, sleeve)
+        if garment is None:
+            continue
+        if not _is_ancestor(toks, garment, sleeve):
+            garment.head, garment.dep = (garment.i, "ROOT") if sleeve.head == sleeve.i else (sleeve.head, sleeve.dep)
+        for c in sleeve.children:
+            if toks[c].lower not in SLEEVE_LENGTHS and c != garment.i:
+                toks[c].head = garment.i
+        sleeve.head, sleeve.dep = garment.i, "compound"
+        link_children(toks)
+
+
+def _item_word(toks: list[Tok], tok: Tok) -> str:
+    """The normalised head a noun names, looking through containers ("a pair of boots" -> boot)."""
+    word = normalise_head(tok.text, tok.lemma)
+    if word in CONTAINERS:
+        for of in _children(toks, tok, "prep"):
+            for pobj in _children(toks, of, "pobj"):
+                return normalise_head(pobj.text, pobj.lemma)
+    return word
+
+
+def _wearing_part_with(toks: list[Tok], prep: Tok) -> Tok | None:
+    """For "dressed in a shirt with a logo" parsed with the `with` under the verb: the shirt."""
+    head = toks[prep.head]
+    if prep.lower != "with" or head.pos != "VERB" or prep.i == 0:
+        return None
+    before = toks[prep.i - 1]
+    parts = [p for p in _children(toks, prep, "pobj") if _item_word(toks, p) in GARMENT_PARTS]
+    if parts and before.pos in ITEM_POS and _item_word(toks, before) in WEARABLES and _is_ancestor(toks, head, before):
+        return before
+    return None
+
+
+def _garment_above(toks: list[Tok], tok: Tok) -> Tok | None:
+    """The nearest wearable noun above ``tok`` through prepositions ("a shirt with a logo on the front")."""
+    while tok.dep in ("pobj", "prep", "conj") and tok.head != tok.i:
+        tok = toks[tok.head]
+        if tok.pos in ITEM_POS and _item_word(toks, tok) in WEARABLES:
+            return tok
+    return None
+
+
+def _repair_part_attachment(toks: list[Tok]) -> None:
+    """Undo misparses that hang garments on a garment's parts.
+
+    A `with` + part phrase under the verb moves to the garment before it ("dressed in a shirt with a logo"), and a
+    garment conjoined to a part or a location ("a shirt with a logo and jeans") becomes the garment's conjunct,
+    so the verb distributes over it and the `with` stays with its own noun.
+    """
+    for prep in toks:
+        garment = _wearing_part_with(toks, prep)
+        if garment is not None:
+            prep.head = garment.i
+    link_children(toks)
+    for tok in toks:
+        head = toks[tok.head]
+        if tok.dep != "conj" or _item_word(toks, tok) not in WEARABLES or _item_word(toks, head) in WEARABLES:
+            continue
+        garment = _garment_above(toks, head)
+        if garment is None:
+            continue
+        for cc in _children(toks, head, "cc", "punct"):
+            if cc.i < tok.i and cc.i == tok.i - 1 or cc.dep == "cc" and cc.i < tok.i:
+                cc.head = garment.i
+        tok.head = garment.i
+        link_children(toks)
+
+
+def _repair_colour_head(toks: list[Tok]) -> None:
+    """Undo a misparse of colour lists: "a light gray and light green blouse" read as a colour with a blouse conjunct.
+
+    The garment takes the colour's place and the colour (with its shade) becomes the garment's modifier.
+    """
+    for colour in toks:
+        if colour.lower not in COLOURS or colour.dep not in NOUNISH_DEPS or colour.pos in ITEM_POS:
+            continue
+        garments = [c for c in _children(toks, colour, "conj") if c.pos in ITEM_POS and _item_word(toks, c) in WEARABLES]
+        if not garments:
+            continue
+        garment = garments[0]
+        garment.head, garment.dep = (garment.i, "ROOT") if colour.head == colour.i else (colour.head, colour.dep)
+        for det in _children(toks, colour, "det", "poss", "nummod"):
+            det.head = garment.i
+        colour.head, colour.dep = garment.i, "amod"
+        link_children(toks)
+
+
+
+def _attribute_word(lower: str) -> bool:
+    """A word that only describes: a colour, shade, pattern, normalised modifier ("button down") or its typo."""
+    return (
+        lower in COLOURS or lower in SHADES or lower in PATTERNS or lower in HYPHENATED
+        or HYPHENATED.get(lower, "") in PATTERNS or correct_attribute(lower) is not None
+    )
+
+
+def _repair_modifier_verbs(toks: list[Tok]) -> None:
+    """Undo colour and pattern words read as verbs: "... black and grey striped pants" as (grey, pants).
+
+    The word becomes an adjective; a garment it took as object takes its place in the tree and it modifies the garment.
+    """
+    changed = False
+    for word in toks:
+        if word.pos not in ("VERB", "AUX") or not _attribute_word(word.lower):
+            continue
+        word.pos = "ADJ"
+        changed = True
+        garments = [c for c in _children(toks, word, "dobj", "obj", "conj", "npadvmod", "attr") if _is_wearable(toks, c)]
+        if not garments:
+            continue
+        garment = garments[0]
+        garment.head, garment.dep = (garment.i, "ROOT") if word.head == word.i else (word.head, word.dep)
+        word.head, word.dep = garment.i, "amod"
+        for c in _children(toks, word):
+            if c.i != garment.i and c.i > word.i:
+                c.head = garment.i
+        link_children(toks)
+    if changed:
+        link_children(toks)
+
+
+def _is_wearable(toks: list[Tok], tok: Tok) -> bool:
+    """A token naming something worn (typos and variants normalised), not as the kind of the next garment."""
+    if tok.pos == "VERB" and tok.lower not in WEARABLES:  # "tied" is not a tie
+        return False
+    if tok.pos not in ("NOUN", "PROPN", "ADJ", "VERB", "X") or _attribute_word(tok.lower):
+        return False
+    word = normalise_head(tok.text, tok.lemma)
+    if word not in WEARABLES:
+        return False
+    nxt = toks[tok.i + 1] if tok.i + 1 < len(toks) else None
+    prev = toks[tok.i - 1] if tok.i > 0 else None
+    if word == "top" and (nxt is not None and nxt.lower == "of" or prev is not None and prev.lower in ("on", "at")):
+        return False
+    if (word in GARMENT_COMPOUNDS or tok.lower in GARMENT_COMPOUNDS) and nxt is not None and _is_wearable(toks, nxt):
+        return False  # "suit jacket", "dress shoes"
+    return True
+
+
+def _is_phrase_modifier(toks: list[Tok], tok: Tok) -> bool:
+    """A token that can stand between a determiner and its garment: "a", "his", "dark blue", "striped", "cargo"."""
+    lower = tok.lower
+    if tok.pos in ("DET", "NUM") or tok.dep == "poss" or lower in POSSESSIVES:
+        return True
+    if _attribute_word(lower) or lower in MATERIALS or lower in PURPOSE_GERUNDS or lower in SLEEVE_LENGTHS:
+        return True
+    if "-" in lower and any(ch.isalpha() for ch in lower):
+        return True
+    if tok.pos == "ADJ":
+        return True
+    if tok.pos == "VERB":
+        return tok.tag in ("VBN", "VBD") and lower.endswith("ed")  # "ripped", "hooded"
+    if tok.pos in ITEM_POS:
+        word = normalise_head(tok.text, tok.lemma)
+        if word in PERSON_NOUNS or word in BODY_PARTS and word != "sleeve":
+            return False
+        return tok.dep in ("compound", "nmod", "amod") and tok.head > tok.i or word == "sleeve"
+    return False
+
+
+def _phrase_start(toks: list[Tok], garment: Tok, floor: int) -> int:
+    """The first token of the noun phrase ending at ``garment`` (not before ``floor``)."""
+    start = garment.i
+    k = garment.i - 1
+    while k >= floor:
+        tok = toks[k]
+        if _is_phrase_modifier(toks, tok) and not _is_wearable(toks, tok):
+            start = k
+        elif tok.lower in ("and", "or", "&", ",") and k - 1 >= floor and start == k + 1 and toks[k + 1].pos not in ("DET",) \
+                and _is_phrase_modifier(toks, toks[k - 1]) and not _is_wearable(toks, toks[k - 1]) \
+                and toks[k - 1].pos != "DET":
+            start = k  # "black and white": a colour list inside the phrase
+        else:
+            break
+        k -= 1
+    return start
+
+
+def _garment_runs(toks: list[Tok]) -> list[list[tuple[int, Tok]]]:
+    """Lists of garment phrases separated only by commas, `and` or nothing: [(phrase start, garment), ...]."""
+    runs: list[list[tuple[int, Tok]]] = []
+    current: list[tuple[int, Tok]] = []
+    floor = 0
+    for tok in toks:
+        if not _is_wearable(toks, tok):
+            continue
+        start = _phrase_start(toks, tok, floor)
+        between = toks[current[-1][1].i + 1 : start] if current else None
+        new_clause = tok.dep in _SUBJECT_DEPS and toks[tok.head].i > tok.i
+        if current and not new_clause and all(t.lower in _SEPARATORS for t in between):
+            current.append((start, tok))
+        else:
+            if len(current) > 1:
+                runs.append(current)
+            current = [] if new_clause else [(start, tok)]
+        floor = tok.i + 1
+    if len(current) > 1:
+        runs.append(current)
+    return runs
+
+
+def _phrase_is_whole(toks: list[Tok], start: int, garment: Tok) -> bool:
+    """True when every token of the phrase hangs, inside the phrase, from its garment."""
+    inside = range(start, garment.i + 1)
+    for tok in toks[start : garment.i]:
+        seen = 0
+        while tok.i != garment.i:
+            if tok.head not in inside or seen > len(inside):
+                return False
+            tok = toks[tok.head]
+            seen += 1
+    return True
+
+
+def _run_is_whole(toks: list[Tok], run: list[tuple[int, Tok]]) -> bool:
+    """True when the parser read the run as a list already: whole phrases, later garments conjuncts of earlier ones."""
+    garments = {g.i for _, g in run}
+    first = run[0][1]
+    if first.head in range(run[0][0], run[-1][1].i + 1) and first.head != first.i:
+        return False
+    for k, (start, garment) in enumerate(run):
+        if not _phrase_is_whole(toks, start, garment):
+            return False
+        if k and not (garment.dep in ("conj", "appos") and garment.head in garments and garment.head < garment.i):
+            return False
+    return True
+
+
+def _rebuild_run(toks: list[Tok], run: list[tuple[int, Tok]]) -> None:
+    """Make the run a list: the first garment takes the run's place in the tree, the others are its conjuncts,
+    and each modifier hangs from its own garment."""
+    span = range(run[0][0], run[-1][1].i + 1)
+    outside_heads = [t for t in toks[span.start : span.stop] if t.head not in span or t.head == t.i]
+    attached = [t for t in outside_heads if t.head != t.i]
+    anchor = next((t for t in attached if t.head < span.start), attached[0] if attached else None)
+    old_heads = {t.i: t.head for t in toks}
+    first = run[0][1]
+    if anchor is None:
+        first.head, first.dep = first.i, "ROOT"
+    else:
+        first.head, first.dep = anchor.head, anchor.dep
+    owner: dict[int, Tok] = {}
+    for k, (start, garment) in enumerate(run):
+        if garment.pos not in ITEM_POS:
+            garment.pos = "NOUN"
+        if k:
+            garment.head, garment.dep = first.i, "conj"
+        phrase = range(start, garment.i + 1)
+        for tok in toks[start : garment.i]:
+            owner[tok.i] = garment
+            if tok.lower in _SEPARATORS and tok.pos in ("CCONJ", "PUNCT"):
+                tok.head = garment.i  # "and" inside "black and white"
+                continue
+            if tok.pos in ("VERB", "AUX"):
+                tok.pos = "ADJ"
+            if tok.head not in phrase or tok.head == tok.i:
+                tok.head = garment.i
+                tok.dep = "det" if tok.pos == "DET" else "poss" if tok.dep == "poss" else (
+                    "compound" if tok.pos in ITEM_POS else "amod")
+        if k:
+            for sep in toks[run[k - 1][1].i + 1 : start]:
+                sep.head, sep.dep = first.i, "cc" if sep.pos == "CCONJ" else "punct"
+    for tok in toks:
+        if tok.i in span or old_heads[tok.i] not in span:
+            continue
+        if old_heads[tok.i] in owner:  # hung on a modifier: goes to that modifier's garment
+            tok.head = owner[old_heads[tok.i]].i
+    _break_cycles(toks, span)
+    link_children(toks)
+
+
+def _break_cycles(toks: list[Tok], span: range) -> None:
+    """After a rebuild, a token outside ``span`` that heads the run and hangs from it again becomes the root."""
+    for tok in toks:
+        seen = set()
+        cur = tok
+        while cur.head != cur.i and cur.i not in seen:
+            seen.add(cur.i)
+            cur = toks[cur.head]
+        if cur.head != cur.i:  # a cycle through cur
+            cycle = [cur]
+            nxt = toks[cur.head]
+            while nxt.i != cur.i:
+                cycle.append(nxt)
+                nxt = toks[nxt.head]
+            breaker = next((t for t in cycle if t.i not in span), cycle[0])
+            breaker.head, breaker.dep = breaker.i, "ROOT"
+
+
+def _repair_garment_runs(toks: list[Tok]) -> None:
+    """Undo misparses of garment lists without commas: "a white t-shirt blue jean shorts and black sandals" read as
+    one noun phrase (t-shirt a modifier of shorts), "a pink top and black leggings" with top an adjective.
+
+    Garment phrases in a row (separated by nothing, commas or `and`) become one list: the first garment takes the
+    list's place in the tree, the others become its conjuncts, each phrase's modifiers its own garment's. A list the
+    parser read correctly is left as it is.
+    """
+    for run in _garment_runs(toks):
+        if not _run_is_whole(toks, run):
+            _rebuild_run(toks, run)
+
+
+def _repair_over_lists(toks: list[Tok]) -> None:
+    """In "a jacket over a white shirt, blue jeans and boots", what follows the inner garment is worn by the person.
+
+    Conjuncts of the object of over / under that are not torso garments (trousers, shoes, accessories) become
+    conjuncts of the outer garment, so the verb that governs it distributes over them.
+    """
+    for prep in toks:
+        if prep.lower not in _OVER_PREPS or prep.dep != "prep":
+            continue
+        outer = toks[prep.head]
+        if not _is_wearable(toks, outer) or normalise_head(outer.text, outer.lemma) not in UPPER_BODY:
+            continue
+        for inner in _children(toks, prep, "pobj"):
+            if normalise_head(inner.text, inner.lemma) not in UPPER_BODY:
+                continue
+            for conj in _children(toks, inner, "conj"):
+                if _is_wearable(toks, conj) and normalise_head(conj.text, conj.lemma) not in UPPER_BODY:
+                    conj.head = outer.i
+                    for c in _children(toks, inner, "cc", "punct"):
+                        if c.i < conj.i:
+                            c.head = outer.i
+                    link_children(toks)
+
+
+def _repair_comparisons(toks: list[Tok]) -> None:
+    """"dressed like a businessman in a dark suit": the businessman is a comparison, not a person in the picture.
+
+    The person noun is marked (COMPARISON_DEP) and its prepositional phrases move to the verb.
+    """
+    for prep in toks:
+        if prep.lower not in COMPARISON_PREPS or prep.dep != "prep" or toks[prep.head].pos not in ("VERB", "AUX"):
+            continue
+        for noun in _children(toks, prep, "pobj"):
+            if noun.lower not in PERSON_NOUNS and noun.lemma.lower() not in PERSON_NOUNS and not noun.lower.endswith("man"):
+                continue
+            noun.dep = COMPARISON_DEP
+            for inner in _children(toks, noun, "prep"):
+                inner.head = prep.head
+            link_children(toks)
+
+
+def repair_tree(toks: list[Tok]) -> None:
+    """Apply every repair, in order, to one caption's tokens (in place)."""
+    _repair_colour_head(toks)
+    _repair_modifier_verbs(toks)
+    _repair_coordination(toks)
+    _repair_sleeve_head(toks)
+    _repair_garment_runs(toks)
+    _repair_part_attachment(toks)
+    _repair_over_lists(toks)
+    _repair_comparisons(toks)
