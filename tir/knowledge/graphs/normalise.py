@@ -30,7 +30,7 @@ _REAL_WORDS = frozenset(
     "chairs stairs plants hands bands band sands lands hand belt bell bolt melt felt vest best rest west test nest "
     "cap cup cop map top tip tap cape tape caps cups tops tips shorter hood food good wood hook book boot foot "
     "feet meet sleeves sleeve leaves slaves waist wrist twist shit shot shut sort port pout boat coat vets eras rams noes "
-    "boyd".split()
+    "boyd sport sports".split()
 )
 _LEXICON = tuple(sorted(GARMENTS | BODY_PARTS | PLURAL_ONLY))
 _LEXICON_SET = frozenset(_LEXICON)

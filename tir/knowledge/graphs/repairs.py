@@ -7,6 +7,8 @@ The rules they serve are in docs/GRAPH_CONVENTIONS.md.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tir.knowledge.graphs.lexicon import (
     COLOURS,
     COMPARISON_PREPS,
@@ -278,35 +280,65 @@ def _phrase_start(toks: list[Tok], garment: Tok, floor: int) -> int:
     return start
 
 
-def _garment_runs(toks: list[Tok]) -> list[list[tuple[int, Tok]]]:
-    """Lists of garment phrases separated only by commas, `and` or nothing: [(phrase start, garment), ...]."""
-    runs: list[list[tuple[int, Tok]]] = []
-    current: list[tuple[int, Tok]] = []
+@dataclass(frozen=True)
+class _Phrase:
+    """One garment phrase of a list: its first token, the token that stands in the list (the garment, or the
+    container of "a pair of black shoes") and the garment."""
+
+    start: int
+    element: Tok
+    garment: Tok
+
+
+def _element(toks: list[Tok], garment: Tok) -> Tok:
+    """``garment``, or the container it is counted by ("pair" in "a pair of black shoes")."""
+    of = toks[garment.head]
+    if of.lower == "of" and of.head < of.i and toks[of.head].lower in CONTAINERS:
+        return toks[of.head]
+    return garment
+
+
+def _counted(toks: list[Tok], tok: Tok) -> Tok:
+    """What a container counts ("shoes" for "pair" in "a pair of shoes"), else ``tok``."""
+    if tok.lower in CONTAINERS:
+        for of in _children(toks, tok, "prep"):
+            if of.lower == "of":
+                return next(iter(_children(toks, of, "pobj")), tok)
+    return tok
+
+
+def _garment_runs(toks: list[Tok]) -> list[list[_Phrase]]:
+    """Garment phrases, grouped into lists separated only by commas, `and` or nothing (a garment alone is a list
+    of one)."""
+    runs: list[list[_Phrase]] = []
+    current: list[_Phrase] = []
     floor = 0
     for tok in toks:
         if not _is_wearable(toks, tok):
             continue
-        start = _phrase_start(toks, tok, floor)
-        between = toks[current[-1][1].i + 1 : start] if current else None
-        new_clause = tok.dep in _SUBJECT_DEPS and toks[tok.head].i > tok.i
+        element = _element(toks, tok)
+        start = _phrase_start(toks, element, floor)
+        between = toks[current[-1].garment.i + 1 : start] if current else None
+        new_clause = element.dep in _SUBJECT_DEPS and toks[element.head].i > element.i
+        phrase = _Phrase(start, element, tok)
         if current and not new_clause and all(t.lower in _SEPARATORS for t in between):
-            current.append((start, tok))
+            current.append(phrase)
         else:
-            if len(current) > 1:
+            if current:
                 runs.append(current)
-            current = [] if new_clause else [(start, tok)]
+            current = [] if new_clause else [phrase]
         floor = tok.i + 1
-    if len(current) > 1:
+    if current:
         runs.append(current)
     return runs
 
 
-def _phrase_is_whole(toks: list[Tok], start: int, garment: Tok) -> bool:
-    """True when every token of the phrase hangs, inside the phrase, from its garment."""
-    inside = range(start, garment.i + 1)
-    for tok in toks[start : garment.i]:
+def _phrase_is_whole(toks: list[Tok], phrase: _Phrase) -> bool:
+    """True when every modifier of the phrase hangs, inside the phrase, from its element."""
+    inside = range(phrase.start, phrase.element.i + 1)
+    for tok in toks[phrase.start : phrase.element.i]:
         seen = 0
-        while tok.i != garment.i:
+        while tok.i != phrase.element.i:
             if tok.head not in inside or seen > len(inside):
                 return False
             tok = toks[tok.head]
@@ -314,58 +346,63 @@ def _phrase_is_whole(toks: list[Tok], start: int, garment: Tok) -> bool:
     return True
 
 
-def _run_is_whole(toks: list[Tok], run: list[tuple[int, Tok]]) -> bool:
-    """True when the parser read the run as a list already: whole phrases, later garments conjuncts of earlier ones."""
-    garments = {g.i for _, g in run}
-    first = run[0][1]
-    if first.head in range(run[0][0], run[-1][1].i + 1) and first.head != first.i:
+def _run_is_whole(toks: list[Tok], run: list[_Phrase]) -> bool:
+    """True when the parser read the run as a list already: whole phrases, later elements conjuncts of earlier ones."""
+    elements = {p.element.i for p in run}
+    first = run[0].element
+    if first.head in range(run[0].start, run[-1].garment.i + 1) and first.head != first.i:
         return False
-    for k, (start, garment) in enumerate(run):
-        if not _phrase_is_whole(toks, start, garment):
+    for k, phrase in enumerate(run):
+        if not _phrase_is_whole(toks, phrase):
             return False
-        if k and not (garment.dep in ("conj", "appos") and garment.head in garments and garment.head < garment.i):
+        element = phrase.element
+        if k and not (element.dep in ("conj", "appos") and element.head in elements and element.head < element.i):
             return False
     return True
 
 
-def _rebuild_run(toks: list[Tok], run: list[tuple[int, Tok]]) -> None:
-    """Make the run a list: the first garment takes the run's place in the tree, the others are its conjuncts,
-    and each modifier hangs from its own garment."""
-    span = range(run[0][0], run[-1][1].i + 1)
+def _rebuild_run(toks: list[Tok], run: list[_Phrase]) -> None:
+    """Make the run a list: the first element takes the run's place in the tree, the others are its conjuncts,
+    and each modifier hangs from its own element."""
+    span = range(run[0].start, run[-1].garment.i + 1)
     outside_heads = [t for t in toks[span.start : span.stop] if t.head not in span or t.head == t.i]
     attached = [t for t in outside_heads if t.head != t.i]
     anchor = next((t for t in attached if t.head < span.start), attached[0] if attached else None)
     old_heads = {t.i: t.head for t in toks}
-    first = run[0][1]
+    first = run[0].element
     if anchor is None:
         first.head, first.dep = first.i, "ROOT"
     else:
         first.head, first.dep = anchor.head, anchor.dep
     owner: dict[int, Tok] = {}
-    for k, (start, garment) in enumerate(run):
-        if garment.pos not in ITEM_POS:
-            garment.pos = "NOUN"
+    for k, phrase in enumerate(run):
+        element = phrase.element
+        if element.pos not in ITEM_POS:
+            element.pos = "NOUN"
         if k:
-            garment.head, garment.dep = first.i, "conj"
-        phrase = range(start, garment.i + 1)
-        for tok in toks[start : garment.i]:
-            owner[tok.i] = garment
+            element.head, element.dep = first.i, "conj"
+        if element is not phrase.garment:  # "a pair of ...": the garment stays under its container
+            of = toks[phrase.garment.head]
+            of.head, phrase.garment.head = element.i, of.i
+        inside = range(phrase.start, element.i + 1)
+        for tok in toks[phrase.start : element.i]:
+            owner[tok.i] = element
             if tok.lower in _SEPARATORS and tok.pos in ("CCONJ", "PUNCT"):
-                tok.head = garment.i  # "and" inside "black and white"
+                tok.head = element.i  # "and" inside "black and white"
                 continue
             if tok.pos in ("VERB", "AUX"):
                 tok.pos = "ADJ"
-            if tok.head not in phrase or tok.head == tok.i:
-                tok.head = garment.i
+            if tok.head not in inside or tok.head == tok.i:
+                tok.head = element.i
                 tok.dep = "det" if tok.pos == "DET" else "poss" if tok.dep == "poss" else (
                     "compound" if tok.pos in ITEM_POS else "amod")
         if k:
-            for sep in toks[run[k - 1][1].i + 1 : start]:
+            for sep in toks[run[k - 1].garment.i + 1 : phrase.start]:
                 sep.head, sep.dep = first.i, "cc" if sep.pos == "CCONJ" else "punct"
     for tok in toks:
         if tok.i in span or old_heads[tok.i] not in span:
             continue
-        if old_heads[tok.i] in owner:  # hung on a modifier: goes to that modifier's garment
+        if old_heads[tok.i] in owner:  # hung on a modifier: goes to that modifier's element
             tok.head = owner[old_heads[tok.i]].i
     _break_cycles(toks, span)
     link_children(toks)
@@ -395,7 +432,8 @@ def _repair_garment_runs(toks: list[Tok]) -> None:
 
     Garment phrases in a row (separated by nothing, commas or `and`) become one list: the first garment takes the
     list's place in the tree, the others become its conjuncts, each phrase's modifiers its own garment's. A list the
-    parser read correctly is left as it is.
+    parser read correctly is left as it is; so is a single phrase, unless its modifiers hang outside it
+    ("a black white and grey striped hoodie" with `striped` read as the verb of the sentence).
     """
     for run in _garment_runs(toks):
         if not _run_is_whole(toks, run):
@@ -412,13 +450,19 @@ def _repair_over_lists(toks: list[Tok]) -> None:
         if prep.lower not in _OVER_PREPS or prep.dep != "prep":
             continue
         outer = toks[prep.head]
+        if outer.pos in ("VERB", "AUX"):  # "wearing a jacket over a shirt" with `over` under the verb
+            worn = [d for d in _children(toks, outer, "dobj", "obj") if d.i < prep.i]
+            if not worn:
+                continue
+            outer = worn[-1]
         if not _is_wearable(toks, outer) or normalise_head(outer.text, outer.lemma) not in UPPER_BODY:
             continue
         for inner in _children(toks, prep, "pobj"):
             if normalise_head(inner.text, inner.lemma) not in UPPER_BODY:
                 continue
             for conj in _children(toks, inner, "conj"):
-                if _is_wearable(toks, conj) and normalise_head(conj.text, conj.lemma) not in UPPER_BODY:
+                worn = _counted(toks, conj)
+                if _is_wearable(toks, worn) and normalise_head(worn.text, worn.lemma) not in UPPER_BODY:
                     conj.head = outer.i
                     for c in _children(toks, inner, "cc", "punct"):
                         if c.i < conj.i:

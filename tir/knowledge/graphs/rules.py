@@ -139,7 +139,11 @@ def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
     lower, lemma = tok.lower, tok.lemma.lower()
     if tok.tag in _PARTICIPLES and lower not in _KNOWN:  # "dressed in" is a verb, not a dress
         return False
-    known = lower in _KNOWN or lemma in _KNOWN
+    if tok.dep == COMPARISON_DEP:
+        return False
+    typo = tok.pos not in ("VERB", "AUX") and tok.dep in _NOUNISH_DEPS and lower not in ATTRIBUTE_WORDS \
+        and correct_typo(lower) is not None
+    known = lower in _KNOWN or lemma in _KNOWN or typo  # "hiar", read as an adjective
     if lower in INDEFINITE_THINGS or lemma in INDEFINITE_THINGS:  # "holding something in his hand"
         return tok.dep in _NOUNISH_DEPS
     if tok.pos in _ITEM_POS:
@@ -429,7 +433,7 @@ class _Rules:
     def _inner_modifiers(self, obj: int, mod: Tok, head: Tok) -> None:
         """Modifiers of a modifier that describe the object too: "dark" in "dark colored", "short" in "short grey"."""
         for inner in _children(self.toks, mod, "advmod", "npadvmod", "amod", "compound"):
-            if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod"):
+            if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod" or inner.pos == "ADJ"):
                 self._one_modifier(obj, inner, head)
 
     @staticmethod
