@@ -57,7 +57,8 @@ GARMENTS = frozenset(
     "collar sleeve pocket zipper strap button logo stripe pattern print graphic writing design letter word "
     "backpack bag handbag purse wallet umbrella phone bottle glasses sunglasses watch bracelet necklace earring "
     "mask helmet headphones earphones scooter bike bicycle motorcycle stroller suitcase luggage box cup "
-    "camera book paper folder laptop tablet wheelchair cart basket sole trim hem lace shoelace ponytail".split()
+    "camera book paper folder laptop tablet wheelchair cart basket sole trim hem lace shoelace ponytail briefcase "
+    "clutch cane".split()
 )
 # things worn or carried on the body (a list "in a shirt, jeans, ..." only continues with these)
 WEARABLES = frozenset(

@@ -16,7 +16,9 @@ from tir.knowledge.graphs.lexicon import (
     GARMENT_PARTS,
     GARMENTS,
     HYPHENATED,
+    LOCATION_NOUNS,
     MATERIALS,
+    NOT_ATTRIBUTES,
     PATTERNS,
     PERSON_NOUNS,
     PLURAL_ONLY,
@@ -192,9 +194,11 @@ def _repair_colour_head(toks: list[Tok]) -> None:
 
 def _attribute_word(lower: str) -> bool:
     """A word that only describes: a colour, shade, pattern, normalised modifier ("button down") or its typo."""
+    if lower in GARMENT_PARTS:  # "stripes", "print": things, unless the parse makes them modifiers
+        return False
     return (
         lower in COLOURS or lower in SHADES or lower in PATTERNS or lower in HYPHENATED
-        or HYPHENATED.get(lower, "") in PATTERNS or correct_attribute(lower) is not None
+        or correct_attribute(lower) is not None
     )
 
 
@@ -250,6 +254,8 @@ def _is_phrase_modifier(toks: list[Tok], tok: Tok) -> bool:
         return True
     if "-" in lower and any(ch.isalpha() for ch in lower):
         return True
+    if lower in LOCATION_NOUNS or lower in NOT_ATTRIBUTES:  # "on the front and grey shorts"
+        return tok.pos == "DET"
     if tok.pos == "ADJ":
         return True
     if tok.pos == "VERB":
@@ -270,9 +276,8 @@ def _phrase_start(toks: list[Tok], garment: Tok, floor: int) -> int:
         tok = toks[k]
         if _is_phrase_modifier(toks, tok) and not _is_wearable(toks, tok):
             start = k
-        elif tok.lower in ("and", "or", "&", ",") and k - 1 >= floor and start == k + 1 and toks[k + 1].pos not in ("DET",) \
-                and _is_phrase_modifier(toks, toks[k - 1]) and not _is_wearable(toks, toks[k - 1]) \
-                and toks[k - 1].pos != "DET":
+        elif tok.lower in ("and", "or", "&", ",") and k - 1 >= floor and start == k + 1 and toks[k + 1].pos != "DET" \
+                and _attribute_word(toks[k - 1].lower):
             start = k  # "black and white": a colour list inside the phrase
         else:
             break
@@ -422,7 +427,8 @@ def _break_cycles(toks: list[Tok], span: range) -> None:
             while nxt.i != cur.i:
                 cycle.append(nxt)
                 nxt = toks[nxt.head]
-            breaker = next((t for t in cycle if t.i not in span), cycle[0])
+            outside = [t for t in cycle if t.i not in span]
+            breaker = next((t for t in outside if t.head in span), outside[0] if outside else cycle[0])
             breaker.head, breaker.dep = breaker.i, "ROOT"
 
 
@@ -487,9 +493,23 @@ def _repair_comparisons(toks: list[Tok]) -> None:
             link_children(toks)
 
 
+def _repair_have_on(toks: list[Tok]) -> None:
+    """"he has on a leather jacket" with `on` read as a preposition of another verb: `on` is the particle of has,
+    the garment its object."""
+    for on in toks[1:]:
+        have = toks[on.i - 1]
+        if on.lower != "on" or have.lemma.lower() != "have" or have.pos not in ("VERB", "AUX") or on.head == have.i:
+            continue
+        for pobj in _children(toks, on, "pobj"):
+            pobj.head, pobj.dep = have.i, "dobj"
+        on.head, on.dep = have.i, "prt"
+        link_children(toks)
+
+
 def repair_tree(toks: list[Tok]) -> None:
     """Apply every repair, in order, to one caption's tokens (in place)."""
     _repair_colour_head(toks)
+    _repair_have_on(toks)
     _repair_modifier_verbs(toks)
     _repair_coordination(toks)
     _repair_sleeve_head(toks)

@@ -131,7 +131,21 @@ def _is_compound_modifier(toks: list[Tok], tok: Tok) -> bool:
     """True for a noun-compound modifier of an item: "tennis" in "tennis shoes", "running" in "running shoes"."""
     if tok.dep not in ("compound", "amod", "nmod") or tok.head <= tok.i or toks[tok.head].pos not in _ITEM_POS:
         return False
-    return tok.dep != "amod" or tok.lower in PURPOSE_GERUNDS
+    return tok.dep != "amod" or tok.lower in PURPOSE_GERUNDS or tok.lower in MATERIALS
+
+
+def _pattern_before_garment(toks: list[Tok], tok: Tok) -> bool:
+    """True for a pattern noun among a garment's modifiers: "stripe" in "a blue and white stripe tank top"."""
+    if HYPHENATED.get(tok.lower) not in PATTERNS:
+        return False
+    cur = tok
+    for _ in range(4):
+        if cur.dep not in ("amod", "compound", "nmod", "conj") or cur.head == cur.i:
+            return False
+        cur = toks[cur.head]
+        if cur.i > tok.i and cur.pos in _ITEM_POS and normalise_head(cur.text, cur.lemma) in WEARABLES:
+            return True
+    return False
 
 
 def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
@@ -151,7 +165,7 @@ def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
             return False
     elif not (known and tok.dep in _NOUNISH_DEPS):
         return False
-    if _is_compound_modifier(toks, tok):
+    if _is_compound_modifier(toks, tok) or _pattern_before_garment(toks, tok):
         return False
     if not any(ch.isalpha() for ch in lower) or lower in NOT_ATTRIBUTES and not known:
         return False
@@ -461,6 +475,7 @@ class _Rules:
         lemma = verb_lemma(verb.lower, verb.lemma.lower())
         subject = None
         particles = [p.lower for p in _children(toks, verb, "prt")]
+        particles += [p.lower for p in _children(toks, verb, "prep") if p.lower == "on" and not p.children]  # has X on
         predicate = "have on" if lemma == "have" and "on" in particles else lemma
         direct = []
         for dobj in _children(toks, verb, *_OBJECT_DEPS):
