@@ -58,7 +58,7 @@ GARMENTS = frozenset(
     "backpack bag handbag purse wallet umbrella phone bottle glasses sunglasses watch bracelet necklace earring "
     "mask helmet headphones earphones scooter bike bicycle motorcycle stroller suitcase luggage box cup "
     "camera book paper folder laptop tablet wheelchair cart basket sole trim hem lace shoelace ponytail briefcase "
-    "clutch cane".split()
+    "clutch".split()
 )
 # things worn or carried on the body (a list "in a shirt, jeans, ..." only continues with these)
 WEARABLES = frozenset(
@@ -126,7 +126,10 @@ HYPHENATED = {
     "tightfitting": "tight-fitting", "stripe": "striped", "stripes": "striped", "print": "printed",
     "plaid": "plaid", "chequered": "checkered",
 }
-PATTERNS = frozenset("striped plaid checked checkered printed floral polka-dot dotted spotted camouflage camo flowered".split())
+PATTERNS = frozenset(
+    "striped plaid checked checkered printed floral polka-dot dotted spotted camouflage camo flowered vertical "
+    "horizontal diagonal".split()
+)
 # gerunds that say what an item is for ("running shoes", "walking stick"): noun-compound modifiers, dropped
 PURPOSE_GERUNDS = frozenset(
     "running walking jogging hiking riding shopping sleeping swimming reading climbing skating cycling training "
@@ -157,8 +160,9 @@ GARMENT_COMPOUNDS = frozenset("suit dress tank polo jersey sweat sport tie unifo
 PERSON_VERBS = frozenset("wear carry hold push ride walk run jog stand sit talk look dress".split())
 # verbs that keep "in" in the predicate before a garment ("dressed in"); other verbs give plain "in" ("walking in")
 DRESS_VERBS = frozenset("dress clothe clad".split())
-# "dressed like a businessman", "dressed as a nurse": a comparison, not a second person in the picture
+# "dressed like a businessman", "looks like a tourist": a comparison, not a second person in the picture
 COMPARISON_PREPS = frozenset("like as".split())
+COMPARISON_VERBS = frozenset("dress clothe clad look appear seem".split())
 # attribute words that are fixed when misspelt (balck, whtie, verticle); words that look like typos but are real
 ATTRIBUTE_TYPO_TARGETS = frozenset(
     "black white brown green purple orange yellow beige khaki maroon blue gray grey pink navy striped plaid "

@@ -13,6 +13,7 @@ from tir.knowledge.graphs.lexicon import (
     HYPHENATED,
     MATERIALS,
     PERSON_NOUNS,
+    PATTERNS,
     PLURAL_ONLY,
     REAL_WORDS_NEAR_ATTRIBUTES,
     SHADES,
@@ -30,7 +31,7 @@ _REAL_WORDS = frozenset(
     "chairs stairs plants hands bands band sands lands hand belt bell bolt melt felt vest best rest west test nest "
     "cap cup cop map top tip tap cape tape caps cups tops tips shorter hood food good wood hook book boot foot "
     "feet meet sleeves sleeve leaves slaves waist wrist twist shit shot shut sort port pout boat coat vets eras rams noes "
-    "boyd sport sports".split()
+    "boyd sport sports chair chairs wears tears years bears pears fair stair stairs".split()
 )
 _LEXICON = tuple(sorted(GARMENTS | BODY_PARTS | PLURAL_ONLY))
 _LEXICON_SET = frozenset(_LEXICON)
@@ -65,7 +66,7 @@ def correct_typo(word: str) -> str | None:
     """The lexicon word one edit away from an unknown ``word`` (5+ letters; 4 letters: a swap, hiar), or None."""
     if len(word) < 4 or word in _REAL_WORDS or word in COLOURS or word in MATERIALS or not word.isalpha():
         return None
-    if correct_attribute(word) is not None:  # "balck" is black, not back
+    if correct_attribute(word) is not None or word in PATTERNS or word in HYPHENATED:  # "balck" is black, not back
         return None
     if len(word) == 4:
         return next((c for c in _LEXICON if _swapped(word, c)), None)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from tir.knowledge.graphs.lexicon import (
     COLOURS,
     COMPARISON_PREPS,
+    COMPARISON_VERBS,
     GARMENT_COMPOUNDS,
     GARMENT_PARTS,
     GARMENTS,
@@ -254,6 +255,9 @@ def _is_phrase_modifier(toks: list[Tok], tok: Tok) -> bool:
         return True
     if "-" in lower and any(ch.isalpha() for ch in lower):
         return True
+    if HYPHENATED.get(lower) in PATTERNS and tok.i + 1 < len(toks):  # "a white stripe tank top"
+        nxt = toks[tok.i + 1]
+        return _is_wearable(toks, nxt) or _attribute_word(nxt.lower)
     if lower in LOCATION_NOUNS or lower in NOT_ATTRIBUTES:  # "on the front and grey shorts"
         return tok.pos == "DET"
     if tok.pos == "ADJ":
@@ -397,7 +401,8 @@ def _rebuild_run(toks: list[Tok], run: list[_Phrase]) -> None:
                 continue
             if tok.pos in ("VERB", "AUX"):
                 tok.pos = "ADJ"
-            if tok.head not in inside or tok.head == tok.i:
+            pattern_head = HYPHENATED.get(toks[tok.head].lower) in PATTERNS  # "pink" in "pink stripe top"
+            if tok.head not in inside or tok.head == tok.i or pattern_head:
                 tok.head = element.i
                 tok.dep = "det" if tok.pos == "DET" else "poss" if tok.dep == "poss" else (
                     "compound" if tok.pos in ITEM_POS else "amod")
@@ -449,20 +454,19 @@ def _repair_garment_runs(toks: list[Tok]) -> None:
 def _repair_over_lists(toks: list[Tok]) -> None:
     """In "a jacket over a white shirt, blue jeans and boots", what follows the inner garment is worn by the person.
 
-    Conjuncts of the object of over / under that are not torso garments (trousers, shoes, accessories) become
-    conjuncts of the outer garment, so the verb that governs it distributes over them.
+    `over` / `under` right after a torso garment belongs to that garment. Conjuncts of its object that are not torso
+    garments (trousers, shoes, accessories) become conjuncts of the outer garment, so the verb that governs it
+    distributes over them.
     """
     for prep in toks:
-        if prep.lower not in _OVER_PREPS or prep.dep != "prep":
+        if prep.lower not in _OVER_PREPS or prep.dep != "prep" or prep.i == 0:
             continue
-        outer = toks[prep.head]
-        if outer.pos in ("VERB", "AUX"):  # "wearing a jacket over a shirt" with `over` under the verb
-            worn = [d for d in _children(toks, outer, "dobj", "obj") if d.i < prep.i]
-            if not worn:
-                continue
-            outer = worn[-1]
+        outer = toks[prep.i - 1]  # "a jacket over a shirt", whatever the parser hung `over` on
         if not _is_wearable(toks, outer) or normalise_head(outer.text, outer.lemma) not in UPPER_BODY:
             continue
+        if prep.head != outer.i:
+            prep.head = outer.i
+            link_children(toks)
         for inner in _children(toks, prep, "pobj"):
             if normalise_head(inner.text, inner.lemma) not in UPPER_BODY:
                 continue
@@ -479,13 +483,15 @@ def _repair_over_lists(toks: list[Tok]) -> None:
 def _repair_comparisons(toks: list[Tok]) -> None:
     """"dressed like a businessman in a dark suit": the businessman is a comparison, not a person in the picture.
 
-    The person noun is marked (COMPARISON_DEP) and its prepositional phrases move to the verb.
+    The noun after like / as under a verb of dress or appearance is marked (COMPARISON_DEP) and its prepositional
+    phrases move to the verb.
     """
     for prep in toks:
-        if prep.lower not in COMPARISON_PREPS or prep.dep != "prep" or toks[prep.head].pos not in ("VERB", "AUX"):
+        verb = toks[prep.head]
+        if prep.lower not in COMPARISON_PREPS or prep.dep != "prep" or verb.lemma.lower() not in COMPARISON_VERBS:
             continue
         for noun in _children(toks, prep, "pobj"):
-            if noun.lower not in PERSON_NOUNS and noun.lemma.lower() not in PERSON_NOUNS and not noun.lower.endswith("man"):
+            if _is_wearable(toks, noun):  # "looks like a coat": the coat is there
                 continue
             noun.dep = COMPARISON_DEP
             for inner in _children(toks, noun, "prep"):

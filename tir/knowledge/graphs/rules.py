@@ -475,7 +475,7 @@ class _Rules:
         lemma = verb_lemma(verb.lower, verb.lemma.lower())
         subject = None
         particles = [p.lower for p in _children(toks, verb, "prt")]
-        particles += [p.lower for p in _children(toks, verb, "prep") if p.lower == "on" and not p.children]  # has X on
+        particles += [p.lower for p in _children(toks, verb, "prep", "advmod") if p.lower == "on" and not p.children]  # has X on
         predicate = "have on" if lemma == "have" and "on" in particles else lemma
         direct = []
         for dobj in _children(toks, verb, *_OBJECT_DEPS):

