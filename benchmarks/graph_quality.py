@@ -1,7 +1,8 @@
 """Scene-graph quality of each parser backend, as a table (or JSON).
 
-Every available backend parses (a) the hand-annotated gold set ``tests/data/gold_graphs.jsonl`` and
-(b) the ground-truth captions of a fresh ``tir synth`` dataset; precision / recall / F1 of objects,
+Every available backend parses (a) the hand-annotated clean gold set ``tests/data/gold_graphs.jsonl``,
+(b) the hand-annotated real-style gold set ``tests/data/gold_graphs_real_style.jsonl`` (lower case, run-ons,
+typos, capitals) and (c) the ground-truth captions of a fresh ``tir synth`` dataset; precision / recall / F1 of objects,
 (object, attribute) pairs and (subject, predicate, object) triples come from
 ``tir.knowledge.graph_scoring``, with the parse speed in captions per second (model loading excluded).
 
@@ -23,7 +24,9 @@ from tir.knowledge.graph_scoring import LEVELS, LevelScore, graph_from_row, read
 from tir.knowledge.graphs import BACKENDS, get_backend
 from tir.pipeline.synth import GRAPHS_FILE, synthesize
 
-GOLD = Path(__file__).resolve().parents[1] / "tests" / "data" / "gold_graphs.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+GOLD = DATA / "gold_graphs.jsonl"
+REAL_STYLE_GOLD = DATA / "gold_graphs_real_style.jsonl"
 
 Parse = Callable[[Sequence[str]], list[dict[str, Any]]]
 
@@ -35,9 +38,9 @@ def load_backend(name: str) -> Parse:
 
 
 def datasets(synth_ids: int, synth_images: int, seed: int, workdir: Path) -> dict[str, list[dict[str, Any]]]:
-    """The reference graphs to score against: the gold set, and tir synth's ground truth."""
+    """The reference graphs to score against: both gold sets, and tir synth's ground truth."""
     synthesize("CUHK-PEDES", workdir, ids=synth_ids, images_per_id=synth_images, seed=seed, progress=False)
-    return {"gold": read_graphs(GOLD), "synth": read_graphs(workdir / GRAPHS_FILE)}
+    return {"gold": read_graphs(GOLD), "real": read_graphs(REAL_STYLE_GOLD), "synth": read_graphs(workdir / GRAPHS_FILE)}
 
 
 def measure(parse: Parse, references: list[dict[str, Any]]) -> tuple[dict[str, LevelScore], float]:

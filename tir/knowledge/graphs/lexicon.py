@@ -19,7 +19,7 @@ IT_PRONOUNS = frozenset("it".split())
 
 PLURAL_ONLY = frozenset(
     "pants jeans shorts glasses sunglasses trousers leggings slacks capris clothes bangs woods tights "
-    "overalls sweatpants joggers khakis spectacles goggles".split()
+    "overalls sweatpants joggers khakis spectacles goggles bottoms".split()
 )
 # words written apart or misspelt -> the normalised head
 SPELLING = {
@@ -29,7 +29,8 @@ SPELLING = {
     "hand-bag": "handbag", "handbg": "handbag", "hand bags": "handbag", "pony tail": "ponytail", "pony-tail": "ponytail",
     "flip flop": "flip-flop", "flip flops": "flip-flop", "flip-flops": "flip-flop", "flipflops": "flip-flop",
     "sun glasses": "sunglasses", "sweat shirt": "sweatshirt", "sweat-shirt": "sweatshirt", "rain coat": "raincoat",
-    "sweat pants": "sweatpants", "sweat-pants": "sweatpants", "polo shirt": "polo shirt", "hoody": "hoodie",
+    "sweat pants": "sweatpants", "sweat-pants": "sweatpants", "polo shirt": "shirt", "hoody": "hoodie",
+    "tank top": "top", "tank tops": "top", "tank-top": "top", "polo shirts": "shirt",
     "cellphone": "phone", "cell-phone": "phone", "headphone": "headphones", "earphone": "earphones",
     "wristwatch": "watch", "bicycle": "bicycle", "snekers": "sneaker", "sneakers": "sneaker",
     "sihrt": "shirt", "shrit": "shirt", "shirst": "shirt", "shoe's": "shoe", "jens": "jeans", "jeanes": "jeans",
@@ -38,8 +39,15 @@ SPELLING = {
     "bagpack": "backpack", "backbag": "backpack", "blazer": "blazer", "shoues": "shoe", "shose": "shoe",
     "sleeves": "sleeve", "trainers": "sneaker",
 }
+# two-word modifiers merged into one token before parsing, so the tagger cannot read them as a verb and its
+# particle ("button down", "cut off") or as an object ("polka dot"); normalised through HYPHENATED
+JOINED_MODIFIERS = frozenset(
+    "button down|button up|cut off|polka dot|knee length|shoulder length|thigh length|ankle length|see through|"
+    "slip on|tight fitting|loose fitting|two toned|two tone|multi color|multi colored|multi colour|"
+    "multi coloured".split("|")
+)
 # two-token sequences that form one head (merged before parsing)
-JOINED = frozenset(k for k in SPELLING if " " in k)
+JOINED = frozenset(k for k in SPELLING if " " in k) | JOINED_MODIFIERS
 
 GARMENTS = frozenset(
     "shirt t-shirt blouse top jacket coat sweater hoodie sweatshirt vest dress skirt pants jeans shorts trousers "
@@ -49,15 +57,16 @@ GARMENTS = frozenset(
     "collar sleeve pocket zipper strap button logo stripe pattern print graphic writing design letter word "
     "backpack bag handbag purse wallet umbrella phone bottle glasses sunglasses watch bracelet necklace earring "
     "mask helmet headphones earphones scooter bike bicycle motorcycle stroller suitcase luggage box cup "
-    "camera book paper folder laptop tablet wheelchair cart basket sole trim hem lace shoelace ponytail".split()
+    "camera book paper folder laptop tablet wheelchair cart basket sole trim hem lace shoelace ponytail briefcase "
+    "clutch".split()
 )
 # things worn or carried on the body (a list "in a shirt, jeans, ..." only continues with these)
 WEARABLES = frozenset(
     "shirt t-shirt blouse top jacket coat sweater hoodie sweatshirt vest dress skirt pants jeans shorts trousers "
     "leggings slacks capris shoe sneaker boot sandal slipper heel flip-flop loafer hat cap beanie scarf glove "
     "sock stocking tights belt tie suit uniform cardigan blazer jumpsuit overalls tank outfit clothes windbreaker "
-    "parka raincoat poncho apron robe gown jersey polo tunic kimono sweatpants joggers headband bandana "
-    "backpack bag handbag purse glasses sunglasses watch bracelet necklace earring mask helmet headphones".split()
+    "parka raincoat poncho apron robe gown jersey polo tunic kimono sweatpants joggers headband bandana bottoms "
+    "khakis backpack bag handbag purse glasses sunglasses watch bracelet necklace earring mask helmet headphones".split()
 )
 BODY_PARTS = frozenset(
     "hair head face arm hand shoulder leg foot knee waist neck back ear wrist finger beard mustache moustache "
@@ -109,6 +118,7 @@ HYPHENATED = {
     "tight fitting": "tight-fitting", "loose fitting": "loose-fitting", "button up": "button-up",
     "button down": "button-down", "cut off": "cut-off", "see through": "see-through", "slip on": "slip-on",
     "thigh length": "thigh-length", "knee length": "knee-length", "shoulder length": "shoulder-length",
+    "ankle length": "ankle-length", "polka dot": "polka-dot", "multi colour": "multi-colored", "multi coloured": "multi-colored",
     "two toned": "two-toned", "two tone": "two-toned", "two-tone": "two-toned", "multi color": "multi-colored",
     "multi colored": "multi-colored", "multicolor": "multi-colored", "multi-color": "multi-colored",
     "multicolored": "multi-colored", "multicoloured": "multi-colored", "multi-coloured": "multi-colored",
@@ -116,7 +126,10 @@ HYPHENATED = {
     "tightfitting": "tight-fitting", "stripe": "striped", "stripes": "striped", "print": "printed",
     "plaid": "plaid", "chequered": "checkered",
 }
-PATTERNS = frozenset("striped plaid checked checkered printed floral polka-dot dotted spotted camouflage camo flowered".split())
+PATTERNS = frozenset(
+    "striped plaid checked checkered printed floral polka-dot dotted spotted camouflage camo flowered vertical "
+    "horizontal diagonal".split()
+)
 # gerunds that say what an item is for ("running shoes", "walking stick"): noun-compound modifiers, dropped
 PURPOSE_GERUNDS = frozenset(
     "running walking jogging hiking riding shopping sleeping swimming reading climbing skating cycling training "
@@ -132,3 +145,31 @@ VERB_LEMMAS = {"rid": "ride", "wore": "wear", "worn": "wear", "dressed": "dress"
 # frequent verb forms -> lemma: a word one typo away from one of them is that verb ("waering", "carying")
 VERB_FORMS = {"wearing": "wear", "carrying": "carry", "carries": "carry", "holding": "hold"}
 COPULAS = frozenset("be seem appear".split())
+
+# indefinite things: objects in their own right ("holding something in his hand")
+INDEFINITE_THINGS = frozenset("something object item thing".split())
+# garments worn on the torso: what goes "over" or "under" them; a list after "a jacket over a shirt" that goes on
+# with anything else ("..., jeans and boots") lists what the person wears
+UPPER_BODY = frozenset(
+    "shirt t-shirt blouse top jacket coat sweater hoodie sweatshirt vest dress cardigan blazer tank polo jersey "
+    "tunic uniform windbreaker parka raincoat poncho jumpsuit gown robe".split()
+)
+# garment words that name a kind of the next garment ("suit jacket", "dress shoes"): compound modifiers there
+GARMENT_COMPOUNDS = frozenset("suit dress tank polo jersey sweat sport tie uniform".split())
+# verbs whose doer is a person: a garment or a bag they seem to attach to ("a man with a bag wearing a coat") is wrong
+PERSON_VERBS = frozenset("wear carry hold push ride walk run jog stand sit talk look dress".split())
+# verbs that keep "in" in the predicate before a garment ("dressed in"); other verbs give plain "in" ("walking in")
+DRESS_VERBS = frozenset("dress clothe clad".split())
+# "dressed like a businessman", "looks like a tourist": a comparison, not a second person in the picture
+COMPARISON_PREPS = frozenset("like as".split())
+COMPARISON_VERBS = frozenset("dress clothe clad look appear seem".split())
+# attribute words that are fixed when misspelt (balck, whtie, verticle); words that look like typos but are real
+ATTRIBUTE_TYPO_TARGETS = frozenset(
+    "black white brown green purple orange yellow beige khaki maroon blue gray grey pink navy striped plaid "
+    "checkered floral vertical horizontal".split()
+)
+ATTRIBUTE_SPELLING = {"verticle": "vertical", "verticel": "vertical", "horizonal": "horizontal", "stripped": "striped"}
+REAL_WORDS_NEAR_ATTRIBUTES = frozenset(
+    "back lack brow brows range ranges fellow while write whine crown grown frown drown blank block slack glue "
+    "clue blur pray prey tray grew pick link wink pinky wavy gravy plain plan".split()
+)

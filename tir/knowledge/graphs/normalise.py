@@ -5,13 +5,17 @@ from __future__ import annotations
 from functools import lru_cache
 
 from tir.knowledge.graphs.lexicon import (
+    ATTRIBUTE_SPELLING,
+    ATTRIBUTE_TYPO_TARGETS,
     BODY_PARTS,
     COLOURS,
     GARMENTS,
     HYPHENATED,
     MATERIALS,
     PERSON_NOUNS,
+    PATTERNS,
     PLURAL_ONLY,
+    REAL_WORDS_NEAR_ATTRIBUTES,
     SHADES,
     SLEEVE_LENGTHS,
     SPELLING,
@@ -26,9 +30,11 @@ _REAL_WORDS = frozenset(
     "slipper clipper bags bugs legs logs logo lego pockets rockets jackets racket rocket sweeter hairs pairs "
     "chairs stairs plants hands bands band sands lands hand belt bell bolt melt felt vest best rest west test nest "
     "cap cup cop map top tip tap cape tape caps cups tops tips shorter hood food good wood hook book boot foot "
-    "feet meet sleeves sleeve leaves slaves waist wrist twist shit shot shut sort port pout boat coat".split()
+    "feet meet sleeves sleeve leaves slaves waist wrist twist shit shot shut sort port pout boat coat vets eras rams noes "
+    "boyd sport sports chair chairs wears tears years bears pears fair stair stairs".split()
 )
 _LEXICON = tuple(sorted(GARMENTS | BODY_PARTS | PLURAL_ONLY))
+_LEXICON_SET = frozenset(_LEXICON)
 
 
 def _within_one_edit(a: str, b: str) -> bool:
@@ -47,15 +53,46 @@ def _within_one_edit(a: str, b: str) -> bool:
     return short[k:] == long_[k + 1 :]
 
 
+def _swapped(a: str, b: str) -> bool:
+    """True when ``a`` is ``b`` with two adjacent letters swapped."""
+    if len(a) != len(b) or a == b:
+        return False
+    diff = [k for k in range(len(a)) if a[k] != b[k]]
+    return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+
+
 @lru_cache(maxsize=65536)
 def correct_typo(word: str) -> str | None:
-    """The lexicon word one edit away from an unknown ``word`` (5+ letters), or None."""
-    if len(word) < 5 or word in _REAL_WORDS or word in COLOURS or word in MATERIALS or not word.isalpha():
+    """The lexicon word one edit away from an unknown ``word`` (5+ letters; 4 letters: a swap, hiar), or None."""
+    if len(word) < 4 or word in _REAL_WORDS or word in COLOURS or word in MATERIALS or not word.isalpha():
         return None
+    if correct_attribute(word) is not None or word in PATTERNS or word in HYPHENATED:  # "balck" is black, not back
+        return None
+    if len(word) == 4:
+        return next((c for c in _LEXICON if _swapped(word, c)), None)
     singular = word[:-1] if word.endswith("s") else word
     for candidate in _LEXICON:
         if _within_one_edit(word, candidate) or (singular != word and _within_one_edit(singular, candidate)):
             return candidate
+    return None
+
+
+@lru_cache(maxsize=65536)
+def correct_attribute(word: str) -> str | None:
+    """The colour or pattern word a misspelt ``word`` is (balck, whtie, bleu, verticle), else None.
+
+    Words of 5+ letters may be one edit away, 4-letter words one swap (bleu) or one dropped letter (blak) away;
+    real words are never changed.
+    """
+    if len(word) < 4 or not word.isalpha() or word in ATTRIBUTE_TYPO_TARGETS or word in COLOURS:
+        return None
+    if word in REAL_WORDS_NEAR_ATTRIBUTES or word in _REAL_WORDS or word in _LEXICON_SET:
+        return None
+    if word in ATTRIBUTE_SPELLING:
+        return ATTRIBUTE_SPELLING[word]
+    for target in sorted(ATTRIBUTE_TYPO_TARGETS):
+        if _swapped(word, target) or len(target) >= 5 and (len(word) >= 5 or len(target) == 5) and _within_one_edit(word, target):
+            return target
     return None
 
 

@@ -15,9 +15,11 @@ from tir.knowledge.graphs.lexicon import (
     COLOURS,
     COPULAS,
     COUNTS,
+    DRESS_VERBS,
     GARMENT_PARTS,
     GARMENTS,
     HYPHENATED,
+    INDEFINITE_THINGS,
     IT_PRONOUNS,
     MATERIALS,
     NON_OBJECTS,
@@ -26,6 +28,7 @@ from tir.knowledge.graphs.lexicon import (
     PERSON_NOUNS,
     PERSON_ONLY_NOT_ATTRIBUTES,
     PERSON_PRONOUNS,
+    PERSON_VERBS,
     PLURAL_ONLY,
     PURPOSE_GERUNDS,
     SHADES,
@@ -33,22 +36,23 @@ from tir.knowledge.graphs.lexicon import (
     SPELLING,
     WEARABLES,
 )
-from tir.knowledge.graphs.normalise import correct_typo, normalise_head, split_hyphenated, verb_lemma
+from tir.knowledge.graphs.normalise import correct_attribute, correct_typo, normalise_head, split_hyphenated, verb_lemma
 from tir.knowledge.graphs.schema import Attribute, Graph, Object, Relation
-from tir.knowledge.graphs.tree import Tok, link_children
+from tir.knowledge.graphs.repairs import COMPARISON_DEP, repair_tree
+from tir.knowledge.graphs.repairs import CONTAINERS as _CONTAINERS
+from tir.knowledge.graphs.repairs import ITEM_POS as _ITEM_POS
+from tir.knowledge.graphs.repairs import NOUNISH_DEPS as _NOUNISH_DEPS
+from tir.knowledge.graphs.tree import Tok
+from tir.knowledge.graphs.tree import children as _children
 
-_NOUNISH_DEPS = frozenset("dobj obj pobj conj nsubj nsubjpass appos ROOT attr npadvmod dep oprd".split())
 _MODIFIER_DEPS = frozenset("amod compound nmod advmod npadvmod nummod quantmod".split())
 _SUBJECT_DEPS = frozenset(("nsubj", "nsubjpass"))
 _OBJECT_DEPS = frozenset(("dobj", "obj"))
-_CONTAINERS = frozenset("pair piece set".split())
 _LOCATION_PREPS = {"front": "in front of", "top": "on top of", "back": "in back of"}
 _OTHER_MARKERS = frozenset("another other second".split())
 _KNOWN = GARMENTS | BODY_PARTS | PLURAL_ONLY | frozenset(SPELLING)
-_ITEM_POS = frozenset(("NOUN", "PROPN"))
 _PARTICIPLES = frozenset(("VBN", "VBD"))
-_GARMENT_WORDS = GARMENTS | PLURAL_ONLY | BODY_PARTS
-_WITH_ITEMS = _GARMENT_WORDS | GARMENT_PARTS  # "walking with a bag" is (person, with, bag); with anyone else, walk with
+_WITH_ITEMS = GARMENTS | PLURAL_ONLY | BODY_PARTS | GARMENT_PARTS  # "walking with a bag" is (person, with, bag); with anyone else, walk with
 
 
 class _Builder:
@@ -105,10 +109,6 @@ class _Builder:
         return Graph(self.objects, self.attributes, self.relations)
 
 
-def _children(toks: list[Tok], tok: Tok, *deps: str) -> list[Tok]:
-    return [toks[c] for c in tok.children if not deps or toks[c].dep in deps]
-
-
 def _conjuncts(toks: list[Tok], tok: Tok) -> list[Tok]:
     """``tok`` and the tokens conjoined to it (a, b and c)."""
     out, stack = [], [tok]
@@ -131,7 +131,21 @@ def _is_compound_modifier(toks: list[Tok], tok: Tok) -> bool:
     """True for a noun-compound modifier of an item: "tennis" in "tennis shoes", "running" in "running shoes"."""
     if tok.dep not in ("compound", "amod", "nmod") or tok.head <= tok.i or toks[tok.head].pos not in _ITEM_POS:
         return False
-    return tok.dep != "amod" or tok.lower in PURPOSE_GERUNDS
+    return tok.dep != "amod" or tok.lower in PURPOSE_GERUNDS or tok.lower in MATERIALS
+
+
+def _pattern_before_garment(toks: list[Tok], tok: Tok) -> bool:
+    """True for a pattern noun among a garment's modifiers: "stripe" in "a blue and white stripe tank top"."""
+    if HYPHENATED.get(tok.lower) not in PATTERNS:
+        return False
+    cur = tok
+    for _ in range(4):
+        if cur.dep not in ("amod", "compound", "nmod", "conj") or cur.head == cur.i:
+            return False
+        cur = toks[cur.head]
+        if cur.i > tok.i and cur.pos in _ITEM_POS and normalise_head(cur.text, cur.lemma) in WEARABLES:
+            return True
+    return False
 
 
 def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
@@ -139,13 +153,19 @@ def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
     lower, lemma = tok.lower, tok.lemma.lower()
     if tok.tag in _PARTICIPLES and lower not in _KNOWN:  # "dressed in" is a verb, not a dress
         return False
-    known = lower in _KNOWN or lemma in _KNOWN
+    if tok.dep == COMPARISON_DEP:
+        return False
+    typo = tok.pos not in ("VERB", "AUX") and tok.dep in _NOUNISH_DEPS and lower not in ATTRIBUTE_WORDS \
+        and correct_typo(lower) is not None
+    known = lower in _KNOWN or lemma in _KNOWN or typo  # "hiar", read as an adjective
+    if lower in INDEFINITE_THINGS or lemma in INDEFINITE_THINGS:  # "holding something in his hand"
+        return tok.dep in _NOUNISH_DEPS
     if tok.pos in _ITEM_POS:
         if tok.pos == "PROPN" and not known and correct_typo(lower) is None:
             return False
     elif not (known and tok.dep in _NOUNISH_DEPS):
         return False
-    if _is_compound_modifier(toks, tok):
+    if _is_compound_modifier(toks, tok) or _pattern_before_garment(toks, tok):
         return False
     if not any(ch.isalpha() for ch in lower) or lower in NOT_ATTRIBUTES and not known:
         return False
@@ -154,7 +174,7 @@ def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
         return any(c.dep == "poss" for c in _children(toks, tok))
     if head == "top":  # "a black top" is a garment; "on top of", "the top of" are locations
         return not any(p.lower == "of" for p in _children(toks, tok, "prep")) and toks[tok.head].lower not in ("on", "at")
-    if (head in COLOURS or lower in ATTRIBUTE_WORDS) and not known:
+    if (head in COLOURS or HYPHENATED.get(lower, lower) in ATTRIBUTE_WORDS or correct_attribute(lower)) and not known:
         return False
     return head not in NON_OBJECTS
 
@@ -179,7 +199,7 @@ class _Rules:
                     b.person = b.add_object(tok.text, PERSON_PRONOUNS[tok.lower], tok.start, tok.end)
                 if tok.lower not in ("who", "whom") or toks[tok.head].dep != "relcl":
                     b.mention[tok.i] = b.person
-            elif _is_person_word(tok) and tok.dep != "compound":
+            elif _is_person_word(tok) and tok.dep not in ("compound", COMPARISON_DEP):
                 self._person_mention(tok)
             elif _is_object_token(toks, tok):
                 self._thing_mention(tok)
@@ -268,6 +288,20 @@ class _Rules:
                 return self.b.mention[tok.i]
         return None
 
+    def is_person(self, obj: int) -> bool:
+        """True for the described person or another person noun."""
+        return obj == self.b.person or self.b.objects[obj].head in PERSON_NOUNS
+
+    def person_above(self, tok: Tok) -> int:
+        """The nearest person above ``tok`` in the tree, else the described person."""
+        toks = self.toks
+        while tok.head != tok.i:
+            tok = toks[tok.head]
+            obj = self.b.mention.get(tok.i)
+            if obj is not None and self.is_person(obj):
+                return obj
+        return self.person()
+
     def person(self) -> int:
         """The person's object id, creating an implicit (empty-span) person when the caption names none."""
         if self.b.person is None:
@@ -293,6 +327,7 @@ class _Rules:
         """Who or what does ``verb``: its subject, the noun a participle modifies, or the person."""
         toks = self.toks
         seen = set()
+        by_person = verb_lemma(verb.lower, verb.lemma.lower()) in PERSON_VERBS
         while verb.i not in seen:
             seen.add(verb.i)
             for subj in _children(toks, verb, *_SUBJECT_DEPS):
@@ -305,6 +340,8 @@ class _Rules:
             head = toks[verb.head]
             if verb.dep in ("acl", "relcl") or (verb.dep == "conj" and head.pos in _ITEM_POS):
                 obj = self.obj_of(head)
+                if obj is not None and by_person and not self.is_person(obj):
+                    return self.person_above(head)  # "a man with a bag wearing a coat": the man wears it
                 if obj is not None:
                     return obj
             if verb.head == verb.i or verb.dep not in ("conj", "xcomp", "acl", "relcl", "advcl", "ccomp", "pcomp"):
@@ -351,7 +388,7 @@ class _Rules:
 
     def _one_modifier(self, obj: int, mod: Tok, head: Tok) -> None:
         toks, b = self.toks, self.b
-        lower = mod.lower
+        lower = correct_attribute(mod.lower) or mod.lower
         if mod.pos in ("DET", "NUM", "PRON", "PART", "CCONJ", "PUNCT", "ADP", "SYM") or lower in NOT_ATTRIBUTES:
             return
         if obj == b.person and (lower in PERSON_ONLY_NOT_ATTRIBUTES or mod.dep == "compound"):
@@ -410,7 +447,7 @@ class _Rules:
     def _inner_modifiers(self, obj: int, mod: Tok, head: Tok) -> None:
         """Modifiers of a modifier that describe the object too: "dark" in "dark colored", "short" in "short grey"."""
         for inner in _children(self.toks, mod, "advmod", "npadvmod", "amod", "compound"):
-            if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod"):
+            if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod" or inner.pos == "ADJ"):
                 self._one_modifier(obj, inner, head)
 
     @staticmethod
@@ -438,6 +475,7 @@ class _Rules:
         lemma = verb_lemma(verb.lower, verb.lemma.lower())
         subject = None
         particles = [p.lower for p in _children(toks, verb, "prt")]
+        particles += [p.lower for p in _children(toks, verb, "prep", "advmod") if p.lower == "on" and not p.children]  # has X on
         predicate = "have on" if lemma == "have" and "on" in particles else lemma
         direct = []
         for dobj in _children(toks, verb, *_OBJECT_DEPS):
@@ -469,6 +507,8 @@ class _Rules:
                     continue
                 if pred == "with" and lemma not in COPULAS and b.objects[obj].head in _WITH_ITEMS:
                     b.add_relation(self._with_subject(subject, pobj), "with", obj, prep.start, end)
+                elif pred == "in" and lemma not in DRESS_VERBS and b.objects[obj].head in WEARABLES:
+                    b.add_relation(subject, "in", obj, prep.start, end)  # "walking in a white shirt": in, as "a man in"
                 else:
                     b.add_relation(subject, full, obj, verb.start if full != pred else prep.start, end)
 
@@ -524,6 +564,8 @@ class _Rules:
         toks = self.toks
         for child in _children(toks, pobj, "acl", "prep"):
             if child.dep == "acl" and _children(toks, child, *_OBJECT_DEPS, "prep"):
+                if verb_lemma(child.lower, child.lemma.lower()) in PERSON_VERBS and self.b.objects[obj].head not in BODY_PARTS:
+                    continue  # "with a bag wearing a coat": the person wears the coat
                 return True
             if child.dep == "prep":
                 for inner in _children(toks, child, "pobj"):
@@ -550,159 +592,9 @@ class _Rules:
                 reached.add(obj)
 
 
-def _is_garment_word(tok: Tok) -> bool:
-    """A garment, plural-only garment or body part (spelling variants and typos normalised)."""
-    return normalise_head(tok.text, tok.lemma) in _GARMENT_WORDS
-
-
-def _repair_coordination(toks: list[Tok]) -> None:
-    """Undo a frequent misparse: "a striped shirt and plaid shorts" read as one noun phrase headed by shorts.
-
-    The first garment (attached as nmod/compound, with `and` + a conjunct) becomes the phrase head again, the
-    second garment its conjunct, and the modifiers left of the first garment move back to it.
-    """
-    for tok in toks:
-        head = toks[tok.head]
-        if tok.dep not in ("nmod", "compound") or head.i <= tok.i or not _is_garment_word(tok) or not _is_garment_word(head):
-            continue
-        kids = [toks[c] for c in tok.children]
-        if not any(k.dep == "cc" for k in kids):
-            continue
-        for k in kids:
-            if k.dep == "conj" and k.i < head.i and not _is_garment_word(k):
-                k.head, k.dep = head.i, "amod"
-            elif k.dep == "cc":
-                k.head = head.i
-        for c in head.children:
-            if c < tok.i:
-                toks[c].head = tok.i
-        tok.head, tok.dep = (tok.i, "ROOT") if head.head == head.i else (head.head, head.dep)
-        head.head, head.dep = tok.i, "conj"
-        link_children(toks)
-
-
-def _is_ancestor(toks: list[Tok], anc: Tok, tok: Tok) -> bool:
-    """True when ``anc`` is ``tok``'s head, its head's head, ..."""
-    while tok.head != tok.i:
-        tok = toks[tok.head]
-        if tok.i == anc.i:
-            return True
-    return False
-
-
-def _garment_after_sleeve(toks: list[Tok], sleeve: Tok) -> Tok | None:
-    """The garment a "long sleeve" modifies when only adjectives and modifiers stand between them."""
-    for tok in toks[sleeve.i + 1 :]:
-        word = normalise_head(tok.text, tok.lemma)
-        if tok.pos in _ITEM_POS and (word in GARMENTS or word in PLURAL_ONLY) and word != "sleeve":
-            return tok
-        if tok.pos not in ("ADJ", "NOUN", "PROPN", "VERB", "CCONJ") or tok.pos == "VERB" and tok.dep not in ("amod", "compound"):
-            return None
-    return None
-
-
-def _repair_sleeve_head(toks: list[Tok]) -> None:
-    """Undo another misparse: "a long sleeve beige shirt" read as a sleeve with the shirt in apposition.
-
-    The garment takes the sleeve's place in the tree and the sleeve becomes its compound modifier.
-    """
-    for sleeve in toks:
-        if sleeve.lower != "sleeve" or sleeve.i == 0 or toks[sleeve.i - 1].lower not in SLEEVE_LENGTHS:
-            continue
-        garment = _garment_after_sleeve(toks, sleeve)
-        if garment is None:
-            continue
-        if not _is_ancestor(toks, garment, sleeve):
-            garment.head, garment.dep = (garment.i, "ROOT") if sleeve.head == sleeve.i else (sleeve.head, sleeve.dep)
-        for c in sleeve.children:
-            if toks[c].lower not in SLEEVE_LENGTHS and c != garment.i:
-                toks[c].head = garment.i
-        sleeve.head, sleeve.dep = garment.i, "compound"
-        link_children(toks)
-
-
-def _item_word(toks: list[Tok], tok: Tok) -> str:
-    """The normalised head a noun names, looking through containers ("a pair of boots" -> boot)."""
-    word = normalise_head(tok.text, tok.lemma)
-    if word in _CONTAINERS:
-        for of in _children(toks, tok, "prep"):
-            for pobj in _children(toks, of, "pobj"):
-                return normalise_head(pobj.text, pobj.lemma)
-    return word
-
-
-def _wearing_part_with(toks: list[Tok], prep: Tok) -> Tok | None:
-    """For "dressed in a shirt with a logo" parsed with the `with` under the verb: the shirt."""
-    head = toks[prep.head]
-    if prep.lower != "with" or head.pos != "VERB" or prep.i == 0:
-        return None
-    before = toks[prep.i - 1]
-    parts = [p for p in _children(toks, prep, "pobj") if _item_word(toks, p) in GARMENT_PARTS]
-    if parts and before.pos in _ITEM_POS and _item_word(toks, before) in WEARABLES and _is_ancestor(toks, head, before):
-        return before
-    return None
-
-
-def _garment_above(toks: list[Tok], tok: Tok) -> Tok | None:
-    """The nearest wearable noun above ``tok`` through prepositions ("a shirt with a logo on the front")."""
-    while tok.dep in ("pobj", "prep", "conj") and tok.head != tok.i:
-        tok = toks[tok.head]
-        if tok.pos in _ITEM_POS and _item_word(toks, tok) in WEARABLES:
-            return tok
-    return None
-
-
-def _repair_part_attachment(toks: list[Tok]) -> None:
-    """Undo misparses that hang garments on a garment's parts.
-
-    A `with` + part phrase under the verb moves to the garment before it ("dressed in a shirt with a logo"), and a
-    garment conjoined to a part or a location ("a shirt with a logo and jeans") becomes the garment's conjunct,
-    so the verb distributes over it and the `with` stays with its own noun.
-    """
-    for prep in toks:
-        garment = _wearing_part_with(toks, prep)
-        if garment is not None:
-            prep.head = garment.i
-    link_children(toks)
-    for tok in toks:
-        head = toks[tok.head]
-        if tok.dep != "conj" or _item_word(toks, tok) not in WEARABLES or _item_word(toks, head) in WEARABLES:
-            continue
-        garment = _garment_above(toks, head)
-        if garment is None:
-            continue
-        for cc in _children(toks, head, "cc", "punct"):
-            if cc.i < tok.i and cc.i == tok.i - 1 or cc.dep == "cc" and cc.i < tok.i:
-                cc.head = garment.i
-        tok.head = garment.i
-        link_children(toks)
-
-
-def _repair_colour_head(toks: list[Tok]) -> None:
-    """Undo a misparse of colour lists: "a light gray and light green blouse" read as a colour with a blouse conjunct.
-
-    The garment takes the colour's place and the colour (with its shade) becomes the garment's modifier.
-    """
-    for colour in toks:
-        if colour.lower not in COLOURS or colour.dep not in _NOUNISH_DEPS or colour.pos in _ITEM_POS:
-            continue
-        garments = [c for c in _children(toks, colour, "conj") if c.pos in _ITEM_POS and _item_word(toks, c) in WEARABLES]
-        if not garments:
-            continue
-        garment = garments[0]
-        garment.head, garment.dep = (garment.i, "ROOT") if colour.head == colour.i else (colour.head, colour.dep)
-        for det in _children(toks, colour, "det", "poss", "nummod"):
-            det.head = garment.i
-        colour.head, colour.dep = garment.i, "amod"
-        link_children(toks)
-
-
 def build_graph(toks: list[Tok]) -> Graph:
     """The scene graph of one parsed caption."""
-    _repair_colour_head(toks)
-    _repair_coordination(toks)
-    _repair_sleeve_head(toks)
-    _repair_part_attachment(toks)
+    repair_tree(toks)
     rules = _Rules(toks)
     rules.find_objects()
     rules.find_attributes()

