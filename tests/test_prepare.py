@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
 import pandas as pd
@@ -170,6 +171,12 @@ BAD_RECORDS = {
     "bad_captions": ({**GOOD, "file_path": "cam_a/2.png", "captions": {"a": 1}}, "captions of type dict"),
     "no_captions": ({**GOOD, "file_path": "cam_a/2.png", "captions": []}, "empty captions list"),
     "not_a_record": (["a", "list"], "is a JSON list, not an object"),
+    "bad_id_overflow": ({**GOOD, "id": 2**70, "file_path": "cam_a/2.png"}, "within int64"),
+    "bad_id_overflow_text": ({**GOOD, "id": "9" * 25, "file_path": "cam_a/2.png"}, "within int64"),
+    "bad_id_superscript": ({**GOOD, "id": "\u00b2", "file_path": "cam_a/2.png"}, "not an integer of ASCII digits"),
+    "bad_id_arabic_digits": ({**GOOD, "id": "\u0661\u0662", "file_path": "cam_a/2.png"}, "not an integer of ASCII digits"),
+    "bad_path_surrogate": ({**GOOD, "id": 2, "file_path": "cam_a/\udc80.png"}, "lone surrogate"),
+    "too_many_captions": ({**GOOD, "file_path": "cam_a/2.png", "captions": ["c"] * 32_768}, "32,768 captions"),
 }
 
 
@@ -186,7 +193,7 @@ def test_bad_record_is_rejected_the_rest_kept(tmp_path, case):
     result = run_records(tmp_path, [GOOD, bad, {**GOOD, "id": 3, "file_path": "cam_b/3.png"}])
     rejects = pq.read_table(result.rejects).to_pylist()
     assert len(rejects) == 1
-    assert rejects[0]["reason"] == case.removesuffix("_absolute").removesuffix("_escapes")
+    assert rejects[0]["reason"] == case.split("_")[0] + "_" + case.split("_")[1] if case.startswith("bad_") else case
     assert rejects[0]["raw_index"] == 1 and fragment in rejects[0]["message"]
     assert json.loads(rejects[0]["raw_json"]) == bad
     assert pd.read_parquet(result.manifest)["raw_id"].tolist() == [1, 3]
@@ -205,6 +212,25 @@ def test_empty_caption_is_rejected(tmp_path, caption):
     result = run_records(tmp_path, [{**GOOD, "captions": ["kept", caption, "kept too"]}])
     assert reasons(result) == {(0, 1): "empty_caption"}
     assert pd.read_parquet(result.manifest)["caption_index"].tolist() == [0, 2]
+
+
+def test_caption_with_a_lone_surrogate_is_rejected(tmp_path):
+    text = json.dumps([{**GOOD, "captions": ["kept", "bad \udc80 text"]}])
+    result = run_records(tmp_path, [], raw_text=text)
+    assert reasons(result) == {(0, 1): "bad_text"}
+    assert pd.read_parquet(result.manifest)["caption"].tolist() == ["kept"]
+
+
+def test_image_header_past_the_decompression_bomb_limit_is_rejected(tmp_path):
+    records = [GOOD, {**GOOD, "id": 2, "file_path": "cam_a/bomb.bmp"}]
+    write_images(tmp_path / "root", records, "file_path", skip=("cam_a/bomb.bmp",))
+    # a 24-bit BMP header claiming 50,000 x 50,000 pixels (no pixel data)
+    header = struct.pack("<IiiHHIIiiII", 40, 50_000, 50_000, 1, 24, 0, 16, 2835, 2835, 0, 0)
+    (tmp_path / "root" / "imgs" / "cam_a" / "bomb.bmp").write_bytes(b"BM" + struct.pack("<IHHI", 70, 0, 0, 54) + header + bytes(16))
+    result = run_records(tmp_path, records, check_images=True)
+    rejects = pq.read_table(result.rejects).to_pylist()
+    assert [(r["raw_index"], r["reason"]) for r in rejects] == [(1, "unreadable_image")]
+    assert "decompression-bomb" in rejects[0]["message"]
 
 
 def test_non_string_caption_is_rejected(tmp_path):
@@ -253,6 +279,7 @@ FILE_PROBLEMS = {
     "bad_separator": ('[{"id": 1} {"id": 2}]', "line 1 column 12 after record 0"),
     "extra_data": ("[] []", "extra data after the list"),
     "bad_record": ('[{"id": 1},\n {"id": 2,}]', "line 2 column 11 in record 1"),
+    "nested_too_deeply": ("[" + "[" * 100_000 + "]" * 100_001, "record 0 nests JSON arrays/objects too deeply"),
 }
 
 
