@@ -18,6 +18,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -171,7 +172,7 @@ def write_table(
     ``inputs`` maps names to paths or to fingerprints taken earlier (see ``make_provenance``).
     """
     provenance = make_provenance(stage, options, inputs)
-    provenance["columns"] = {field.name: str(field.type) for field in table.schema}
+    provenance["columns"] = {field.name: _type_name(field.type) for field in table.schema}
     if extra:
         provenance.update(_jsonable(extra))
     metadata = dict(table.schema.metadata or {})
@@ -207,9 +208,17 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
+def _type_name(kind: pa.DataType) -> str:
+    """A column type as text, list item names dropped (Parquet renames ``item`` to ``element``)."""
+    return _LIST_ITEM.sub("list<", str(kind))
+
+
+_LIST_ITEM = re.compile(r"list<\w+: ")
+
+
 def _schema_changes(schema: pa.Schema, recorded: Mapping[str, str]) -> list[str]:
     """How ``schema`` differs from the column types recorded when the artifact was written."""
-    actual = {field.name: str(field.type) for field in schema}
+    actual = {field.name: _type_name(field.type) for field in schema}
     changes = [f"column {name} is missing" for name in recorded if name not in actual]
     changes += [f"column {name} is {actual[name]}, not {kind}" for name, kind in recorded.items()
                 if name in actual and actual[name] != kind]

@@ -197,6 +197,9 @@ def load_train_data(
     if not manifest_path.exists():
         raise UserError("manifest not found; run `tir prepare` (or `tir synth`) first, or pass --manifests", path=manifest_path)
     original = read_manifest(manifest_path)
+    if not (original["split"] == "train").any():
+        raise UserError("the manifest has no train pairs, so there is nothing to train on; check the split values "
+                        "of the annotation file (`tir info stats.json` beside it) and re-run `tir prepare`", path=manifest_path)
     root = image_root(manifest_path, image_root_override)
     heldout = not (original["split"] == "val").any()
     manifest = holdout_val(original, val_fraction, seed) if heldout else original

@@ -35,6 +35,7 @@ from tir.training.distributed import DistInfo, barrier, init_from_env, reduce_me
 from tir.training.evaluation import eval_data, evaluate
 from tir.training.methods.base import EpochContext, Method, StepContext
 from tir.training.optim import build_optimizer, build_scheduler
+from tir.training.resume import extension_note
 from tir.training.samplers import IdentitySampler, shuffle_sampler
 
 CONFIG_FILE = "config.yaml"
@@ -240,8 +241,9 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     if resume:
         if not (run_dir / LAST).exists():
             raise UserError("nothing to resume: no last.pt; start the run without --resume", path=run_dir)
-        checkpoint = read_checkpoint(run_dir / LAST)
-        config = dict(checkpoint["config"], device=config["device"], num_workers=config["num_workers"])
+        checkpoint = read_checkpoint(run_dir / LAST, resume=True)
+        extension = extension_note(int(checkpoint["config"]["epochs"]), int(config["epochs"]), checkpoint["epoch"])
+        config = dict(checkpoint["config"], device=config["device"], num_workers=config["num_workers"], epochs=config["epochs"])
     elif (run_dir / LAST).exists():
         raise UserError("a run with this name exists; pass --resume to continue it or choose another --name/--out", path=run_dir)
 
@@ -278,6 +280,9 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
         records = [r for r in read_metrics(run_dir) if r["epoch"] <= start]
         restore_rng(checkpoint["rng"])
         log(f"resuming {run_dir} after epoch {start}")
+        if extension and info.is_main:
+            log(extension)
+            config_io.save(config, run_dir / CONFIG_FILE)
     elif info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_io.save(config, run_dir / CONFIG_FILE)
