@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -355,3 +358,50 @@ def test_registry_declares_every_dataset():
     assert set(REGISTRY) == {"CUHK-PEDES", "ICFG-PEDES", "RSTPReid"}
     assert get_spec("icfg-pedes").annotation_files == ("ICFG-PEDES.json", "ICFG_PEDES.json")
     assert get_spec("RSTPREID").image_key == "img_path"
+
+
+# ----------------------------------------------------------------------------- outputs as one unit
+def test_outputs_of_an_interrupted_run_are_never_up_to_date(tmp_path, monkeypatch):
+    first = run_records(tmp_path, [GOOD])
+    source = tmp_path / "root" / "reid_raw.json"
+    original = source.read_bytes()
+    write_table = store.write_table
+
+    def disk_full_at_the_manifest(table, path, **kwargs):
+        if Path(path).name == "manifest.parquet":
+            raise UserError("cannot write (No space left on device); the disk is full", path=path)
+        return write_table(table, path, **kwargs)
+
+    monkeypatch.setattr(store, "write_table", disk_full_at_the_manifest)
+    source.write_text(json.dumps([GOOD, {**GOOD, "id": 2, "file_path": "cam_a/2.png"}]))
+    with pytest.raises(UserError, match="disk is full"):
+        prepare_dataset("CUHK-PEDES", tmp_path / "root", out=tmp_path / "out", check_images=False, jobs=1)
+    monkeypatch.setattr(store, "write_table", write_table)
+    source.write_bytes(original)  # back to the input the manifest was made from
+    os.utime(source, ns=(first.manifest.stat().st_mtime_ns,) * 2)
+    again = prepare_dataset("CUHK-PEDES", tmp_path / "root", out=tmp_path / "out", check_images=False, jobs=1)
+    assert not again.up_to_date  # stats.json and rejects.parquet were of the other input
+    assert json.loads(again.stats_file.read_text())["splits"]["train"]["images"] == 1
+    assert prepare_dataset("CUHK-PEDES", tmp_path / "root", out=tmp_path / "out", check_images=False, jobs=1).up_to_date
+
+
+def test_a_second_writer_is_refused_and_stale_temporaries_are_removed(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".manifest.parquet.k1ll3d.tmp"
+    stale.write_bytes(bytes(1000))
+    other = out / ".graphs.parquet.xyz.tmp"  # another stage's file: not prepare's to remove
+    other.write_bytes(b"x")
+    holder = subprocess.Popen(  # another process in the middle of a prepare into the same folder
+        [sys.executable, "-c", "import sys; from tir.pipeline import store\n"
+         f"with store.stage_lock({str(out)!r}, 'prepare'):\n print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match="another `tir prepare` is writing to this folder"):
+            run_records(tmp_path, [GOOD])
+    finally:
+        holder.communicate("")
+    assert stale.exists()
+    run_records(tmp_path, [GOOD])
+    assert not stale.exists() and other.exists()

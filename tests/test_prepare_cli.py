@@ -38,7 +38,7 @@ def test_prepare_prints_summary_and_warnings_then_is_up_to_date(tmp_path):
     assert any(line.split()[:3] == ["empty_caption", "2", "2"] for line in first.stdout.splitlines())
     assert "warning: counts differ from the published CUHK-PEDES figures" in first.stderr
     assert "'validation' x1" in first.stderr
-    assert {p.name for p in out.iterdir()} == {"manifest.parquet", "rejects.parquet", "stats.json"}
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {"manifest.parquet", "rejects.parquet", "stats.json"}
     second = invoke(*args)
     assert second.exit_code == 0 and "is up to date" in second.output and "split" not in second.output
     forced = invoke(*args, "--force")

@@ -11,6 +11,7 @@ import json
 import os
 import posixpath
 import re
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,18 +401,44 @@ def prepare_dataset(
     ``out`` defaults to ``data_manifests/<DATASET>``. With ``check_images`` every image header is read
     (``jobs`` processes) for width/height, and records whose image is missing or unreadable are
     rejected. Does nothing when the outputs are fresh, unless ``force``.
+
+    The three outputs are one unit: written under a lock on ``out`` (a second prepare into the same
+    folder is refused), tagged with one id and fresh only together; temporary files that killed runs
+    left there are removed.
     """
     spec = get_spec(dataset)
     root = Path(root)
     source = find_annotations(spec, root, Path(annotations) if annotations is not None else None)
     out_dir = Path(out) if out is not None else layout.dataset_dir(spec.name)
-    paths = out_dir / layout.MANIFEST, out_dir / layout.REJECTS, out_dir / layout.STATS
+    with store.stage_lock(out_dir, STAGE):
+        store.remove_stale_temps(out_dir, OUTPUTS)
+        return _prepare_locked(spec, root, source, out_dir, check_images, jobs, force)
+
+
+OUTPUTS = (layout.MANIFEST, layout.REJECTS, layout.STATS)
+
+
+def _fresh_unit(paths: tuple[Path, ...], options: dict[str, Any], inputs: dict[str, Path]) -> dict[str, Any] | None:
+    """The stats of fresh outputs that were written together (one ``unit`` id in all three), else None."""
+    manifest, rejects, stats_file = paths
+    if not (rejects.exists() and stats_file.exists()) or not store.is_fresh(manifest, stage=STAGE, options=options, inputs=inputs):
+        return None
+    stats = _read_stats(stats_file)
+    try:
+        units = {(store.read_provenance(path) or {}).get("unit") for path in (manifest, rejects)}
+    except UserError:
+        return None
+    return stats if stats is not None and units == {stats.get("unit")} and None not in units else None
+
+
+def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, check_images: bool,
+                    jobs: int | None, force: bool) -> PrepareResult:
+    paths = tuple(out_dir / name for name in OUTPUTS)
     options = {"dataset": spec.name, "root": str(root.resolve()), "check_images": bool(check_images)}
     inputs = {"annotations": source}
-    if not force and all(p.exists() for p in paths[1:]) and store.is_fresh(paths[0], stage=STAGE, options=options, inputs=inputs):
-        stats = _read_stats(paths[2])
-        if stats is not None:
-            return PrepareResult(out_dir, *paths, stats=stats, up_to_date=True)
+    stats = None if force else _fresh_unit(paths, options, inputs)
+    if stats is not None:
+        return PrepareResult(out_dir, *paths, stats=stats, up_to_date=True)
     image_root = root / spec.image_dir
     if check_images and not image_root.is_dir():
         raise UserError(f"image folder not found; put the {spec.name} images there or pass --no-check-images", path=image_root)
@@ -428,6 +455,7 @@ def prepare_dataset(
     for row in parsed.rejects:
         rejected[row[3], "rows"] += 1
         rejected[row[3], "captions"] += row[5]
+    unit = uuid.uuid4().hex  # the three outputs of this run carry it; outputs of two runs never match
     stats = {
         "dataset": spec.name,
         "annotations": str(source),
@@ -440,12 +468,14 @@ def prepare_dataset(
         "quirks": {**dict(parsed.quirks), "unknown_split_values": dict(parsed.unknown_splits)},
         "published": {s: dict(zip(("ids", "images", "captions"), v)) for s, v in spec.published.items()},
         "warnings": _warnings(spec, parsed, counts),
+        "unit": unit,
     }
-    # the fingerprint taken before reading goes into both tables (hashed once, not once per table)
+    # the fingerprint taken before reading goes into both tables (hashed once, not once per table);
+    # the manifest is written last: an interrupted run leaves units that do not match, so it is rebuilt
     recorded = {"annotations": source_fingerprint}
-    store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=recorded)
+    store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=recorded, extra={"unit": unit})
     store.write_json_atomic(paths[2], stats)
-    extra = {"stats": {"splits": counts, "raw": stats["raw"]}}
+    extra = {"stats": {"splits": counts, "raw": stats["raw"]}, "unit": unit}
     store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=recorded, extra=extra)
     return PrepareResult(out_dir, *paths, stats=stats)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -85,6 +86,53 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def stage_lock(folder: str | os.PathLike, stage: str) -> Iterator[None]:
+    """Hold ``<folder>/.<stage>.lock`` while a stage writes there; a second writer gets a one-line UserError.
+
+    The lock (``flock``) ends with the process, so a killed run never leaves a stale lock behind.
+    A folder this call created is removed again when the stage wrote nothing into it.
+    """
+    import fcntl
+
+    directory = Path(folder)
+    lock = directory / f".{stage}.lock"
+    created = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = lock.open("a")
+    except OSError as error:
+        raise write_error(error, lock) from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another `tir {stage}` is writing to this folder; wait for it to finish "
+                            "(two at once would mix their outputs)", path=directory) from None
+        yield
+    finally:
+        handle.close()
+        if created and [p.name for p in directory.iterdir()] == [lock.name]:
+            lock.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def remove_stale_temps(folder: str | os.PathLike, names: tuple[str, ...]) -> int:
+    """Delete the temporary files that killed writes of ``names`` left in ``folder``; returns bytes freed.
+
+    Call it only under ``stage_lock``: then no live writer of these names is using them.
+    """
+    freed = 0
+    for name in names:
+        for tmp in Path(folder).glob(f".{glob.escape(name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                size = tmp.stat().st_size
+                tmp.unlink()
+                freed += size
+    return freed
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
