@@ -13,6 +13,7 @@ A checkpoint is a dict saved with torch.save (loadable with ``weights_only=True`
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 
 from tir import __version__
 from tir.errors import UserError
-from tir.pipeline.store import atomic_path
+from tir.pipeline.store import atomic_path, fingerprint, fingerprint_matches
 from tir.training.build import build_method
 from tir.training.methods.base import Method
 
@@ -123,3 +124,41 @@ def load_method(path: str | Path, device: str | torch.device = "cpu") -> tuple[M
         raise UserError(f"damaged tir checkpoint: its weights do not fit its own config ({first}); re-run `tir train`",
                         path=path) from None
     return method.to(device).eval(), config, state
+
+
+def data_manifest_fingerprint(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The fingerprint of the manifest a run trains on (kept in its checkpoints for `tir eval`)."""
+    from tir.pipeline.layout import MANIFEST, dataset_dir
+
+    folder = dataset_dir(config["dataset"], config["manifests"]) if config.get("dataset") else Path(config["manifests"])
+    return _fingerprint_cached(folder / MANIFEST)
+
+
+def _fingerprint_cached(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = fingerprint(path)
+    return _FINGERPRINTS[key]
+
+
+_FINGERPRINTS: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def check_manifest(state: Mapping[str, Any], manifest: Path, allow_other: bool) -> str | None:
+    """Refuse (UserError) to score a run on a manifest other than the one it was trained on.
+
+    With ``allow_other`` the mismatch is returned as a warning line instead. Checkpoints from
+    before tir recorded the manifest give a warning that it cannot be checked.
+    """
+    recorded = state.get("manifest")
+    if not isinstance(recorded, Mapping):
+        return "this checkpoint does not record the manifest it was trained on, so it cannot be checked"
+    if fingerprint_matches(recorded, manifest):
+        return None
+    detail = (f"the run was trained on {recorded.get('path')} ({recorded.get('size', 0):,} bytes, sha256 "
+              f"{(recorded.get('sha256') or '?')[:12]}), this one differs")
+    if not allow_other:
+        raise UserError(f"is not the manifest this run was trained on: {detail}; pass the run's --manifests, "
+                        "or --allow-other-manifest to score it on this one anyway", path=manifest)
+    return f"scoring on another manifest than the run's: {detail}"

@@ -28,7 +28,7 @@ from tir.pipeline.layout import dataset_dir
 from tir.progress import log, progress_bar
 from tir.training import config as config_io
 from tir.training.build import build_method, check_config, tokenizer_for
-from tir.training.checkpoint import BEST, LAST, capture_rng, read_checkpoint, restore_rng, save_checkpoint
+from tir.training.checkpoint import BEST, LAST, capture_rng, data_manifest_fingerprint, read_checkpoint, restore_rng, save_checkpoint
 from tir.training.curves import plot_curves, read_metrics, write_metrics
 from tir.training.data import TrainData, load_train_data
 from tir.training.distributed import DistInfo, barrier, init_from_env, reduce_mean
@@ -214,6 +214,7 @@ def _load_data(config: Mapping[str, Any], cache_dir: Path | None) -> TrainData:
 def _state(method: Method, config: Mapping[str, Any], data: TrainData, epoch: int, step: int, best: dict) -> dict[str, Any]:
     return {
         "config": dict(config),
+        "manifest": data_manifest_fingerprint(config),
         "num_classes": data.num_classes,
         "epoch": epoch,
         "step": step,
