@@ -386,6 +386,16 @@ def _read_stats(path: Path) -> dict[str, Any] | None:
     return stats if isinstance(stats, dict) and isinstance(stats.get("splits"), dict) else None
 
 
+def dataset_root(spec: DatasetSpec, root: Path) -> Path:
+    """``root`` itself, or ``root/<DATASET>`` when ``root`` is the folder holding the dataset folder
+    (the layout the reference repositories document: ``data/CUHK-PEDES/reid_raw.json``)."""
+    if root.is_dir() and not any((root / name).is_file() for name in spec.annotation_files):
+        for child in (root / spec.name, *sorted(root.iterdir())):
+            if child.is_dir() and child.name.lower() == spec.name.lower():
+                return child
+    return root
+
+
 def prepare_dataset(
     dataset: str,
     root: str | Path,
@@ -397,7 +407,8 @@ def prepare_dataset(
 ) -> PrepareResult:
     """Turn a dataset's raw annotation file into manifest.parquet, rejects.parquet and stats.json.
 
-    ``root`` holds the annotation file and ``imgs/``; ``annotations`` overrides where the file is.
+    ``root`` holds the annotation file and ``imgs/`` (or holds that folder, named like the dataset);
+    ``annotations`` overrides where the file is.
     ``out`` defaults to ``data_manifests/<DATASET>``. With ``check_images`` every image header is read
     (``jobs`` processes) for width/height, and records whose image is missing or unreadable are
     rejected. Does nothing when the outputs are fresh, unless ``force``.
@@ -407,7 +418,7 @@ def prepare_dataset(
     left there are removed.
     """
     spec = get_spec(dataset)
-    root = Path(root)
+    root = dataset_root(spec, Path(root))
     source = find_annotations(spec, root, Path(annotations) if annotations is not None else None)
     out_dir = Path(out) if out is not None else layout.dataset_dir(spec.name)
     with store.stage_lock(out_dir, STAGE):
