@@ -93,3 +93,17 @@ def test_a_manifest_without_train_pairs_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["train", "--manifests", str(tmp_path / "m"), "--model", "tir-micro",
                                       "--device", "cpu", "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "has no train pairs" in result.output and "NaN" not in result.output
+
+
+def test_recipes_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert config_io.resolve("hkgr_cuhk-pedes")["method"] == "hkgr"
+    assert config_io.resolve("rde_rstpreid_noise0.2.yaml")["method"] == "rde"
+    with pytest.raises(UserError, match="name of a shipped recipe: .*irra_cuhk-pedes"):
+        config_io.resolve("irra-cuhk")
+
+
+def test_no_recipe_hard_codes_a_folder_that_only_make_demo_creates():
+    for name in config_io.recipe_names():
+        recipe = config_io.read_yaml(name)
+        assert not any(str(recipe.get(key) or "").startswith("demo/") for key in ("manifests", "out", "noise")), name

@@ -70,7 +70,9 @@ def run_eval(
     if split == "val" and not (manifest["split"] == "val").any():
         manifest = holdout_val(manifest, config["val_fraction"], config["seed"])  # the run's held-out val ids
     if not (manifest["split"] == split).any():
-        raise UserError(f"the manifest has no {split} split; pass --split test", path=manifest_path)
+        other = "val" if split == "test" else "test"
+        fix = f"pass --split {other}" if (manifest["split"] == other).any() else "re-run `tir prepare` with annotations that have it"
+        raise UserError(f"the manifest has no {split} split; {fix}", path=manifest_path)
     images_root = find_image_root(manifest_path, image_root if image_root is not None else config.get("image_root"))
     size = tuple(config["image_size"])
     paths = sorted(set(manifest.loc[manifest["split"] == split, "image_path"]))

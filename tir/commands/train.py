@@ -24,8 +24,9 @@ def _resumed(config: dict, given: set[str]) -> dict:
 
 
 @click.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="YAML recipe (see configs/, e.g. configs/irra_cuhk-pedes.yaml). Options below override it.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="YAML recipe: a file, or the name of a recipe shipped with tir (e.g. hkgr_cuhk-pedes; the "
+                   "error for an unknown name lists them). Options below override it.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config key, value parsed as YAML; repeatable. Example: --set lr=2e-5 "
                    "--set method_options.irra_mask_leak=true. Applied last.")

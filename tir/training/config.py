@@ -108,11 +108,29 @@ def _set(config: dict[str, Any], keys: list[str], value: Any, origin: str) -> No
         raise UserError(f"config key {'.'.join(keys)!r} in {origin} is not settable; only method_options.<name> nests")
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML recipe as a mapping."""
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"  # the shipped recipes (configs/ in the repository)
+
+
+def find_recipe(path: str | Path) -> Path:
+    """``path`` when it is a file, else the shipped recipe of that name (``hkgr_cuhk-pedes`` or ``.yaml``)."""
     p = Path(path)
+    if p.is_file() or p.parent != Path("."):
+        return p
+    shipped = RECIPES / (p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml")
+    return shipped if shipped.is_file() else p
+
+
+def recipe_names() -> list[str]:
+    """The names of the recipes shipped with tir."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML recipe (a file, or the name of a shipped recipe) as a mapping."""
+    p = find_recipe(path)
     if not p.is_file():
-        raise UserError("config file not found; pass a YAML recipe such as configs/irra-cuhk.yaml", path=p)
+        raise UserError("config file not found; pass a YAML recipe file or the name of a shipped recipe: "
+                        f"{', '.join(recipe_names())}", path=p)
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as error:

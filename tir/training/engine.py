@@ -33,7 +33,7 @@ from tir.training.curves import plot_curves, read_metrics, write_metrics
 from tir.training.data import TrainData, load_train_data
 from tir.training.distributed import DistInfo, barrier, init_from_env, reduce_mean
 from tir.training.evaluation import eval_data, evaluate
-from tir.training.methods.base import EpochContext, Method, StepContext
+from tir.training.methods.base import METHODS, EpochContext, Method, StepContext
 from tir.training.optim import build_optimizer, build_scheduler
 from tir.training.resume import extension_note
 from tir.training.samplers import IdentitySampler, shuffle_sampler
@@ -194,7 +194,7 @@ def _validate(method: Method, data: TrainData, config: Mapping[str, Any], device
 
 def _load_data(config: Mapping[str, Any], cache_dir: Path | None) -> TrainData:
     tokenizer = tokenizer_for(config)
-    use_plans = {"auto": None, True: True, False: False}.get(config["mask_plans"])
+    use_plans = {"auto": METHODS[config["method"]].uses_mask_plans, True: True, False: False}.get(config["mask_plans"])
     return load_train_data(
         dataset_folder(config),
         tokenizer=tokenizer,

@@ -33,6 +33,7 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
     ``cmt_depth`` 4."""
 
     name = "hkgr"
+    uses_mask_plans = True
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ class Rde(GlobalAndSelectedRetrieval, Method):
     pairs tied at zero loss; see tir.training.ccd), ``rde_eval_mode_train`` false (RDE's flaw, off)."""
 
     name = "rde"
+    uses_mask_plans = False
 
     def __init__(
         self,
