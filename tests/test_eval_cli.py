@@ -78,7 +78,53 @@ def test_missing_or_corrupt_checkpoint_is_one_line(tmp_path: Path, content: byte
     assert "model.pt" in result.output
 
 
+DOCTORED = {  # name -> (change to the checkpoint dict, fragment of the error)
+    "no_config": (lambda s: s.pop("config"), "config is missing"),
+    "num_classes_text": (lambda s: s.update(num_classes="two"), "num_classes is missing or is not a class count"),
+    "model_not_tensors": (lambda s: s.update(model={"x": "y"}), "not tensors"),
+    "weights_cut": (lambda s: s["model"].pop(next(iter(s["model"]))), "do not fit its own config"),
+    "unknown_method": (lambda s: s["config"].update(method="nope"), "unknown method 'nope'"),
+    "config_without_model": (lambda s: s["config"].pop("image_size"), "config lacks image_size"),
+}
+
+
+@pytest.mark.parametrize("case", list(DOCTORED))
+def test_doctored_checkpoint_is_one_line(run_dir: Path, tmp_path: Path, case: str) -> None:
+    state = torch.load(run_dir / "best.pt", weights_only=True)
+    change, fragment = DOCTORED[case]
+    change(state)
+    torch.save(state, tmp_path / "doctored.pt")
+    result = CliRunner().invoke(cli, ["eval", str(tmp_path / "doctored.pt"), "--no-plot"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert fragment in result.output
+
+
 def test_val_without_val_split_uses_heldout_identities(run_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["eval", str(run_dir), "--split", "val", "--no-plot"])
     # no val split in this manifest: the run's held-out train identities are evaluated instead
     assert result.exit_code == 0, result.output
+
+
+def test_eval_refuses_a_manifest_other_than_the_runs(run_dir: Path, tmp_path: Path) -> None:
+    from tir.training.checkpoint import data_manifest_fingerprint
+
+    state = torch.load(run_dir / "best.pt", weights_only=True)
+    state["manifest"] = data_manifest_fingerprint(state["config"])
+    torch.save(state, tmp_path / "best.pt")
+    same = CliRunner().invoke(cli, ["eval", str(tmp_path / "best.pt"), "--no-plot"])
+    assert same.exit_code == 0, same.output
+    assert "WARNING" not in same.output
+    frame = pd.read_parquet(Path(state["config"]["manifests"]) / "manifest.parquet")
+    other = tmp_path / "reprepared"
+    store.write_table(pa.Table.from_pandas(frame.iloc[:-2], preserve_index=False), other / "manifest.parquet",
+                      stage="prepare", options=store.read_provenance(Path(state["config"]["manifests"]) / "manifest.parquet")["options"],
+                      inputs={})
+    refused = CliRunner().invoke(cli, ["eval", str(tmp_path / "best.pt"), "--no-plot", "--manifests", str(other)])
+    assert refused.exit_code == 2 and "is not the manifest this run was trained on" in refused.output
+    assert "--allow-other-manifest" in refused.output and refused.output.count("\n") == 1
+    allowed = CliRunner().invoke(cli, ["eval", str(tmp_path / "best.pt"), "--no-plot", "--manifests", str(other),
+                                       "--allow-other-manifest", "--json", str(tmp_path / "m.json")])
+    assert allowed.exit_code == 0, allowed.output
+    assert "WARNING: scoring on another manifest" in allowed.output
+    assert json.loads((tmp_path / "m.json").read_text())["manifest_warning"].startswith("scoring on another manifest")

@@ -89,6 +89,32 @@ def test_interrupted_run_resumes_from_finished_chunks(tmp_path):
     assert pq.read_table(done.path).drop(["parser"]).equals(pq.read_table(whole.path).drop(["parser"]))
 
 
+def test_a_chunk_deleted_during_a_resume_is_an_error_not_zero_graphs(tmp_path, monkeypatch):
+    from tir.knowledge import parse_graphs as module
+
+    folder = write_manifest(tmp_path, CAPTIONS * 3)
+    parse_graphs(folder, chunk_size=4, max_chunks=2)
+    run_chunks = module._run_chunks
+
+    def run_then_lose_a_chunk(*args, **kwargs):
+        run_chunks(*args, **kwargs)
+        sorted(folder.glob(".graphs.parquet.parts-*/chunk-*.parquet"))[0].unlink()  # another process deletes it
+
+    monkeypatch.setattr(module, "_run_chunks", run_then_lose_a_chunk)
+    with pytest.raises(UserError, match="vanished during the run .*chunk-000000.parquet.*parses the missing chunks"):
+        parse_graphs(folder, chunk_size=4)
+    monkeypatch.setattr(module, "_run_chunks", run_chunks)
+    assert parse_graphs(folder, chunk_size=4).rows == 18
+
+
+def test_a_damaged_chunk_is_one_line_saying_to_delete_it(tmp_path):
+    folder = write_manifest(tmp_path, CAPTIONS * 3)
+    parse_graphs(folder, chunk_size=4, max_chunks=2)
+    sorted(folder.glob(".graphs.parquet.parts-*/chunk-*.parquet"))[1].write_bytes(b"PAR1 damaged")
+    with pytest.raises(UserError, match="parsed chunk is damaged .*delete it"):
+        parse_graphs(folder, chunk_size=4)
+
+
 def test_parallel_jobs_give_the_same_graphs(tmp_path):
     folder = write_manifest(tmp_path, CAPTIONS * 2)
     serial = pq.read_table(parse_graphs(folder).path)

@@ -38,7 +38,7 @@ def test_prepare_prints_summary_and_warnings_then_is_up_to_date(tmp_path):
     assert any(line.split()[:3] == ["empty_caption", "2", "2"] for line in first.stdout.splitlines())
     assert "warning: counts differ from the published CUHK-PEDES figures" in first.stderr
     assert "'validation' x1" in first.stderr
-    assert {p.name for p in out.iterdir()} == {"manifest.parquet", "rejects.parquet", "stats.json"}
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {"manifest.parquet", "rejects.parquet", "stats.json"}
     second = invoke(*args)
     assert second.exit_code == 0 and "is up to date" in second.output and "split" not in second.output
     forced = invoke(*args, "--force")
@@ -83,3 +83,14 @@ def test_missing_annotations_option_file_is_one_line(tmp_path):
 def test_unknown_dataset_is_one_line(tmp_path):
     result = invoke("Market-1501", "--root", str(tmp_path))
     assert_one_line_error(result, "unknown dataset", "CUHK-PEDES")
+
+
+def test_manifests_option_and_a_root_that_holds_the_dataset_folder(tmp_path):
+    data = tmp_path / "data" / "CUHK-PEDES"  # the layout the reference repositories document
+    data.mkdir(parents=True)
+    shutil.copy(RAW / "cuhk_pedes.json", data / "reid_raw.json")
+    result = invoke("cuhk-pedes", "--root", str(tmp_path / "data"), "--manifests", str(tmp_path / "m"), "--no-check-images")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m" / "CUHK-PEDES" / "manifest.parquet").exists()
+    both = invoke("cuhk-pedes", "--root", str(data), "--manifests", str(tmp_path / "m"), "--out", str(tmp_path / "o"))
+    assert_one_line_error(both, "not both")

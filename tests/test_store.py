@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tir.errors import StaleArtifactError, UserError
@@ -72,3 +75,65 @@ def test_read_table_rejects_wrong_stage_and_garbage(tmp_path):
     junk.write_text("not parquet")
     with pytest.raises(UserError, match="not a readable Parquet"):
         store.read_provenance(junk)
+
+
+def _big_table() -> pa.Table:
+    return pa.table({"x": pa.array(range(50_000), pa.int64()), "s": [f"caption {i}" for i in range(50_000)]})
+
+
+def test_damaged_data_pages_are_one_line_naming_the_stage(tmp_path):
+    out = store.write_table(_big_table(), tmp_path / "a.parquet", stage="prepare", options={}, inputs={})
+    column = pq.ParquetFile(out).metadata.row_group(0).column(1)
+    first_page = column.dictionary_page_offset or column.data_page_offset
+    data = bytearray(out.read_bytes())
+    data[first_page:first_page + 64] = b"\xff" * 64  # its page header
+    out.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"is damaged .*re-run `tir prepare` --force") as error:
+        store.read_table(out, stage="prepare")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("edit", ["drop", "retype"])
+def test_edited_schema_is_refused(tmp_path, edit):
+    out = store.write_table(_big_table(), tmp_path / "a.parquet", stage="prepare", options={}, inputs={})
+    table = pq.read_table(out)  # keeps the tir provenance, as an edit with pyarrow would
+    table = table.drop_columns(["s"]) if edit == "drop" else table.set_column(0, "x", table.column("x").cast(pa.int32()))
+    pq.write_table(table, out)
+    expected = "column s is missing" if edit == "drop" else "column x is int32, not int64"
+    with pytest.raises(UserError, match=f"edited after .*{expected}"):
+        store.read_table(out, stage="prepare")
+
+
+def test_damaged_provenance_is_one_line(tmp_path):
+    table = _table().replace_schema_metadata({store.METADATA_KEY: b"{not json"})
+    pq.write_table(table, tmp_path / "a.parquet")
+    with pytest.raises(UserError, match="provenance is damaged"):
+        store.read_table(tmp_path / "a.parquet", stage="prepare")
+
+
+@pytest.mark.parametrize("code, fix", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "not writable"),
+                                       (errno.EACCES, "not writable")])
+def test_failed_write_is_one_line_naming_the_file(tmp_path, code, fix):
+    target = tmp_path / "t.parquet"
+    with pytest.raises(UserError, match=fix) as error:
+        with store.atomic_path(target) as tmp:
+            raise OSError(code, os.strerror(code), str(tmp))  # what the writer raises on that fault
+    assert str(target) in str(error.value) and list(tmp_path.iterdir()) == []
+
+
+def test_output_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "out").write_text("a file, not a folder")
+    with pytest.raises(UserError, match="a file stands where a folder is needed"):
+        store.write_json_atomic(tmp_path / "out" / "stats.json", {})
+
+
+def test_files_get_the_umask_mode_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = store.write_json_atomic(tmp_path / "a.json", {})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        os.umask(0o077)
+        path = store.write_table(_table(), tmp_path / "b.parquet", stage="prepare", options={}, inputs={})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -43,3 +43,24 @@ def test_tir_checkpoint_without_backbone_is_a_user_error(tmp_path):
     save_checkpoint(path, {"format": 1, "config": {}, "model": {"head.weight": torch.zeros(2)}})
     with pytest.raises(UserError, match="no CLIP backbone"):
         build_backbone("tir-micro", pretrained=str(path))
+
+
+JUNK = {  # name -> (writer, fragment of the one-line error)
+    "empty_file": (lambda p: p.write_bytes(b""), "the file is empty"),
+    "text": (lambda p: p.write_text("these are not weights\n"), "not a readable checkpoint"),
+    "empty_dict": (lambda p: torch.save({}, p), "not a readable checkpoint"),
+    "bare_tensor": (lambda p: torch.save(torch.zeros(3), p), "not a readable checkpoint"),
+    "dict_of_strings": (lambda p: torch.save({"a": "b"}, p), "not names -> tensors"),
+    "hostile_pickle": (lambda p: p.write_bytes(b"cos\nsystem\n(S'echo owned'\ntR."), "not a readable checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", list(JUNK))
+def test_junk_pretrained_file_is_one_line_naming_it(tmp_path, case):
+    write, fragment = JUNK[case]
+    path = tmp_path / "weights.pt"
+    write(path)
+    with pytest.raises(UserError, match=fragment) as error:
+        build_backbone("tir-micro", pretrained=str(path))
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message and "OpenAI TorchScript" in message

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import click
-import yaml
+from tir.training.config import read_yaml
 
 DATASET = "CUHK-PEDES"
 
@@ -48,8 +48,8 @@ def chance_levels(gallery_pids: list[int], query_pids: list[int]) -> dict[str, f
 @click.option("--out", type=click.Path(file_okay=False), default="demo", show_default=True,
               help="Folder for every artifact of the demo (raw data, manifests, run, eval.json).")
 @click.option("--ids", type=int, default=120, show_default=True, help="Synthetic identities to draw (about 9 of them become test ids).")
-@click.option("--config", type=click.Path(dir_okay=False), default="configs/demo.yaml", show_default=True,
-              help="Training recipe for the demo run.")
+@click.option("--config", default="demo", show_default=True,
+              help="Training recipe for the demo run: a YAML file or a shipped recipe's name.")
 def main(out: str, ids: int, config: str) -> None:
     """Run synth -> prepare -> parse-graphs -> plan-masks -> make-noise -> train -> eval."""
     root = Path(out)
@@ -59,7 +59,7 @@ def main(out: str, ids: int, config: str) -> None:
         _run(["synth", DATASET, "--out", str(raw), "--ids", str(ids), "--images-per-id", "4", "--seed", "0"])
     _run(["prepare", DATASET, "--root", str(raw), "--out", str(manifests / DATASET)])
     _run(["parse-graphs", DATASET, "--manifests", str(manifests)])
-    text_length = yaml.safe_load(Path(config).read_text()).get("text_length", 77)
+    text_length = read_yaml(config).get("text_length", 77)
     _run(["plan-masks", DATASET, "--manifests", str(manifests), "--context-length", str(text_length)])
     _run(["make-noise", DATASET, "--manifests", str(manifests), "--rate", "0.2", "--seed", "1"])
     if (run / "best.pt").exists():

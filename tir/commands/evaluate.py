@@ -41,13 +41,14 @@ def run_eval(
     manifests: str | None,
     image_root: str | None,
     plot: bool,
+    allow_other_manifest: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run folder's best checkpoint (or a checkpoint file); write its per-query table and plot."""
     from tir.errors import UserError
     from tir.pipeline import store
     from tir.pipeline.layout import MANIFEST, dataset_dir
     from tir.training.build import tokenizer_for
-    from tir.training.checkpoint import BEST, LAST, load_method
+    from tir.training.checkpoint import BEST, LAST, check_manifest, load_method
     from tir.training.data import EvalImages, holdout_val, image_root as find_image_root, make_tokenize, read_manifest
     from tir.training.evaluation import eval_data, evaluate
     from tir.training.precision import amp_dtype
@@ -65,11 +66,14 @@ def run_eval(
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
         raise UserError("manifest of the run's dataset not found; pass --manifests (the artifact root)", path=manifest_path)
+    manifest_warning = check_manifest(state, manifest_path, allow_other_manifest)
     manifest = read_manifest(manifest_path)
     if split == "val" and not (manifest["split"] == "val").any():
         manifest = holdout_val(manifest, config["val_fraction"], config["seed"])  # the run's held-out val ids
     if not (manifest["split"] == split).any():
-        raise UserError(f"the manifest has no {split} split; pass --split test", path=manifest_path)
+        other = "val" if split == "test" else "test"
+        fix = f"pass --split {other}" if (manifest["split"] == other).any() else "re-run `tir prepare` with annotations that have it"
+        raise UserError(f"the manifest has no {split} split; {fix}", path=manifest_path)
     images_root = find_image_root(manifest_path, image_root if image_root is not None else config.get("image_root"))
     size = tuple(config["image_size"])
     paths = sorted(set(manifest.loc[manifest["split"] == split, "image_path"]))
@@ -93,6 +97,7 @@ def run_eval(
         "gallery": len(data.gallery),
         "seconds": round(result.seconds, 2),
         "metrics": result.metrics,
+        "manifest_warning": manifest_warning,
     }
     ranks = store.write_table(table, run_dir / f"eval-{split}.parquet", stage="eval",
                               options={"split": split}, inputs={"checkpoint": file, "manifest": manifest_path},
@@ -119,10 +124,13 @@ def run_eval(
               help="Artifact root holding <dataset>/manifest.parquet [default: the run's manifests].")
 @click.option("--image-root", type=click.Path(file_okay=False),
               help="Folder the manifest's image paths are relative to [default: the run's, else <prepare --root>/imgs].")
+@click.option("--allow-other-manifest", is_flag=True,
+              help="Score the run even when the manifest is not the one it was trained on (refused otherwise); "
+                   "the result then carries a warning.")
 @click.option("--plot/--no-plot", default=True, show_default=True,
               help="Draw eval-<split>.png in the run folder: a few queries with their top-5 images, hits green.")
 def evaluate(run_or_checkpoint: Path, split: str, json_path: Path | None, batch_size: int | None, device: str,
-             manifests: str | None, image_root: str | None, plot: bool) -> None:
+             manifests: str | None, image_root: str | None, allow_other_manifest: bool, plot: bool) -> None:
     """Evaluate a trained run: R@1/5/10, mAP, mINP and rSum on the test split.
 
     RUN_OR_CHECKPOINT is a run folder (runs/<name>: its best.pt, else last.pt) or a .pt file
@@ -131,7 +139,9 @@ def evaluate(run_or_checkpoint: Path, split: str, json_path: Path | None, batch_
     """
     from tir.pipeline.store import write_json_atomic
 
-    summary = run_eval(run_or_checkpoint, split, device, batch_size, manifests, image_root, plot)
+    summary = run_eval(run_or_checkpoint, split, device, batch_size, manifests, image_root, plot, allow_other_manifest)
+    if summary["manifest_warning"]:
+        click.echo(f"WARNING: {summary['manifest_warning']}", err=True)
     click.echo(f"{summary['method']} on {summary['dataset']} {split}: {summary['queries']:,} queries x "
                f"{summary['gallery']:,} images, checkpoint {summary['checkpoint']} (epoch {summary['epoch']})")
     click.echo(metrics_table(summary["metrics"]))

@@ -9,9 +9,24 @@ import click
 AMP = click.Choice(["auto", "bf16", "fp16", "off"])
 
 
+def _resumed(config: dict, given: set[str]) -> dict:
+    """The saved config of the run to resume, with the changes --resume allows (see tir.training.resume)."""
+    from tir.errors import UserError
+    from tir.training.checkpoint import LAST, read_checkpoint
+    from tir.training.engine import run_dir_of
+    from tir.training.resume import resume_config
+
+    last = run_dir_of(config) / LAST
+    if not last.exists():
+        raise UserError("nothing to resume: no last.pt; start the run without --resume (or pass its --out/--name)", path=last.parent)
+    state = read_checkpoint(last, resume=True)
+    return resume_config(config, given, state["config"], state["epoch"])
+
+
 @click.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="YAML recipe (see configs/, e.g. configs/irra_cuhk-pedes.yaml). Options below override it.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="YAML recipe: a file, or the name of a recipe shipped with tir (e.g. hkgr_cuhk-pedes; the "
+                   "error for an unknown name lists them). Options below override it.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config key, value parsed as YAML; repeatable. Example: --set lr=2e-5 "
                    "--set method_options.irra_mask_leak=true. Applied last.")
@@ -50,8 +65,10 @@ AMP = click.Choice(["auto", "bf16", "fp16", "off"])
               help="rde: leave the model in eval mode after each epoch's consensus division, as RDE's published "
                    "code does; off by default. Same as --set method_options.rde_eval_mode_train=true.")
 @click.option("--resume", is_flag=True,
-              help="Continue the run <out>/<name> from its last.pt with its saved config (only --device and "
-                   "--workers may change); it ends exactly where an uninterrupted run would.")
+              help="Continue the run <out>/<name> from its last.pt with its saved config; it ends exactly where an "
+                   "uninterrupted run would. Only --device and --workers may change, and a larger --epochs "
+                   "extends a finished run (the lr schedule is then made for the new length); other changed "
+                   "options are refused.")
 def train(
     config_file: Path | None,
     overrides: tuple[str, ...],
@@ -71,10 +88,13 @@ def train(
     from tir.training import config as config_io
     from tir.training.distributed import is_main_process
     from tir.training.engine import train as run_training
+    from tir.training.resume import given_keys
 
     flags = {"irra_mask_leak": irra_mask_leak, "rde_eval_mode_train": rde_eval_mode_train}
     overrides += tuple(f"method_options.{name}=true" for name, given in flags.items() if given)
     config = config_io.resolve(config_file, overrides, options)
+    if resume:
+        config = _resumed(config, given_keys(config_file, overrides, options))
     run_dir = run_training(config, resume=resume)
     if is_main_process():
         click.echo(str(run_dir))

@@ -268,11 +268,17 @@ def require_plan_tokenizer(path: str | Path, tokenizer: Any, context_length: int
     name, digest = tokenizer_name(tokenizer), vocabulary_hash(tokenizer)
     if (recorded.get("name"), recorded.get("vocab_hash")) != (name, digest):
         raise UserError(f"mask plans were made with tokenizer {recorded.get('name')} ({recorded.get('vocab_hash')}), "
-                        f"the model uses {name} ({digest}); re-run `tir plan-masks --force`", path=path)
+                        f"the model uses {name} ({digest}); re-run `{rerun_command(path, context_length)}`", path=path)
     if recorded.get("context_length") != context_length:
         raise UserError(f"mask plans were cut at {recorded.get('context_length')} tokens, the model reads {context_length}; "
-                        f"re-run `tir plan-masks --context-length {context_length} --force`", path=path)
+                        f"re-run `{rerun_command(path, context_length)}`", path=path)
     return provenance
+
+
+def rerun_command(plans: Path, context_length: int) -> str:
+    """The `tir plan-masks` command that rebuilds ``plans`` (``<manifests>/<DATASET>/mask_plans.parquet``)."""
+    folder = Path(plans).parent
+    return f"tir plan-masks {folder.name} --manifests {folder.parent} --context-length {context_length} --force"
 
 
 def plan_arrays(path: str | Path, split: str, context_length: int) -> dict[str, np.ndarray]:
@@ -284,7 +290,7 @@ def plan_arrays(path: str | Path, split: str, context_length: int) -> dict[str, 
     lengths = pc.list_value_length(table.column("token_ids")).to_numpy()
     if len(lengths) and lengths.max() > context_length:
         raise UserError(f"plans hold up to {lengths.max()} tokens, more than {context_length}; "
-                        f"re-run `tir plan-masks --context-length {context_length} --force`", path=path)
+                        f"re-run `{rerun_command(path, context_length)}`", path=path)
     rows = np.repeat(np.arange(len(lengths)), lengths)
     cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     out: dict[str, np.ndarray] = {"pair_index": table.column("pair_index").to_numpy()}

@@ -134,14 +134,27 @@ def parse_graphs(
         todo = todo[:max_chunks]
     done_rows = sum(min(chunk_size, table.num_rows - k) for k, path in chunks if path.exists())
     _run_chunks(backend, backend_options, table, todo, chunk_size, jobs, done_rows, out.name)
-    if any(not path.exists() for _, path in chunks):
+    missing = [path for _, path in chunks if not path.exists()]
+    if missing and max_chunks is None:
+        raise UserError(f"{len(missing)} parsed chunk(s) vanished during the run (first {missing[0].name}); "
+                        f"run `tir parse-graphs {folder.name}` again: it parses the missing chunks", path=parts)
+    if missing:
         return ParseResult(out, 0, resumed_chunks=resumed, seconds=time.perf_counter() - started)
 
-    merged = pa.concat_tables([pq.read_table(path) for _, path in chunks]) if chunks else graphs_table([], [], [], [], backend)
+    merged = pa.concat_tables([_read_chunk(path, folder.name) for _, path in chunks]) if chunks else graphs_table([], [], [], [], backend)
     parser = merged.column("parser")[0].as_py() if merged.num_rows else backend
     store.write_table(merged, out, stage=STAGE, options=options, inputs=inputs, extra={"parser": parser})
     shutil.rmtree(parts, ignore_errors=True)
     return ParseResult(out, merged.num_rows, resumed_chunks=resumed, seconds=time.perf_counter() - started)
+
+
+def _read_chunk(path: Path, dataset: str) -> pa.Table:
+    """A parsed chunk; a damaged one is a UserError saying to delete it so that a re-run parses it again."""
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise UserError(f"parsed chunk is damaged ({type(error).__name__}); delete it and run "
+                        f"`tir parse-graphs {dataset}` again (it re-parses only that chunk)", path=path) from None
 
 
 def _part_folder(out: Path, options: dict[str, Any], manifest: Path) -> Path:
@@ -203,7 +216,7 @@ def merge_shards(folder: Path) -> ParseResult:
         if options is not None and shard_options != options:
             raise UserError(f"was parsed with other options than shard 1/{n}; re-run it with the same options", path=shards[k])
         options = shard_options
-    merged = pa.concat_tables([pq.read_table(shards[k]) for k in range(1, n + 1)])
+    merged = pa.concat_tables([store.read_table(shards[k], stage=STAGE) for k in range(1, n + 1)])
     keys = _read_manifest(manifest).select(["split", "pair_index"])
     if merged.num_rows != keys.num_rows or not (
         merged.column("pair_index").equals(keys.column("pair_index"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -30,7 +31,9 @@ def read_header(path: Path) -> Header:
             width, height = image.size
     except FileNotFoundError:
         return Header(None, None, "missing_image", "image file not found")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except Image.DecompressionBombError:
+        return Header(None, None, "unreadable_image", "the header claims a size past Pillow's decompression-bomb limit")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error) as error:
         return Header(None, None, "unreadable_image", f"cannot read the image header ({type(error).__name__})")
     return Header(width, height)
 

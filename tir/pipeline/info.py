@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tir.errors import UserError
-from tir.pipeline.store import read_provenance
+from tir.pipeline.store import read_provenance, read_table
 
 # stage -> "module:function" taking (table: pyarrow.Table, provenance: dict) and returning text lines.
 # Each stage registers its own summary here; it is imported only when such a file is described.
@@ -27,11 +27,12 @@ def describe(path: str | Path) -> str:
     if p.suffix == ".json":
         try:
             return json.dumps(json.loads(p.read_text()), indent=2)
-        except (OSError, json.JSONDecodeError) as error:
-            raise UserError(f"cannot read JSON ({error})", path=p) from None
+        except (OSError, ValueError, RecursionError) as error:
+            raise UserError(f"cannot read JSON ({str(error)[:200]}); re-run the stage that wrote it", path=p) from None
     provenance = read_provenance(p)
-    parquet = pq.ParquetFile(p)
-    lines = [f"{p}", f"  rows: {parquet.metadata.num_rows:,}   row groups: {parquet.metadata.num_row_groups}"]
+    table = read_table(p)
+    metadata = pq.ParquetFile(p).metadata
+    lines = [f"{p}", f"  rows: {metadata.num_rows:,}   row groups: {metadata.num_row_groups}"]
     if provenance:
         lines.append(f"  stage: {provenance.get('stage')}   tir {provenance.get('tir_version')}   created {provenance.get('created')}")
         for key, value in sorted(provenance.get("options", {}).items()):
@@ -42,11 +43,11 @@ def describe(path: str | Path) -> str:
     else:
         lines.append("  (no tir provenance: not made by tir)")
     lines.append("  schema:")
-    lines.extend(f"    {field.name}: {field.type}" for field in parquet.schema_arrow)
+    lines.extend(f"    {field.name}: {field.type}" for field in table.schema)
     stage = (provenance or {}).get("stage")
     target = SUMMARISERS.get(stage or "")
     if target:
         module_name, function = target.split(":")
         summarise = getattr(importlib.import_module(module_name), function)
-        lines.extend(summarise(parquet.read(), provenance))
+        lines.extend(summarise(table, provenance))
     return "\n".join(lines)

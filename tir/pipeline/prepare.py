@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,9 @@ from tir.pipeline.raw_json import iter_records, read_text
 
 STAGE = "prepare"
 REQUIRED_KEYS = ("id", "split", "captions")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_CAPTIONS = 2**15 - 1  # caption_index is int16
+_ASCII_INT = re.compile(r"[-+]?[0-9]+")
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -58,10 +63,12 @@ REJECTS_SCHEMA = pa.schema(
 REASONS: dict[str, str] = {
     "not_a_record": "the list element is not a JSON object",
     "missing_key": "the record lacks the image key, id, split or captions",
-    "bad_id": "the id is not an integer",
-    "bad_path": "the image path is not a string, is absolute, or escapes the image root with ..",
+    "bad_id": "the id is not an integer of ASCII digits that fits in 64 bits",
+    "bad_path": "the image path is not a string of valid Unicode, is absolute, or escapes the image root with ..",
     "duplicate_image": "an earlier record already uses this image path (the message names it)",
     "bad_captions": "captions is neither a list nor a string",
+    "too_many_captions": f"the record has more than {MAX_CAPTIONS:,} captions (caption_index is int16)",
+    "bad_text": "one caption is not valid Unicode (a lone surrogate \\u escape)",
     "no_captions": "captions is an empty list",
     "bad_caption": "one caption is not a string",
     "empty_caption": "one caption is empty or only whitespace",
@@ -131,11 +138,21 @@ def _clean_path(value: object) -> tuple[str | None, str]:
 
 
 def _as_id(value: object) -> int | None:
-    if type(value) is int:
+    """An int64 id from an int or a string of ASCII digits, else None (``str.isdigit`` would take ``²``)."""
+    if isinstance(value, str) and _ASCII_INT.fullmatch(value.strip()):
+        value = int(value)
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
     return None
+
+
+def _is_unicode(text: str) -> bool:
+    """False for strings holding a lone surrogate (from a JSON \\ud800-style escape), which Arrow cannot store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
@@ -167,14 +184,17 @@ def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
             split = spec.fallback_split
             parsed.unknown_splits[raw_split if isinstance(raw_split, str) else json.dumps(raw_split)] += 1
         raw_id = record["id"]
-        if type(raw_id) is not int:
+        if type(raw_id) is not int or not INT64_MIN <= raw_id <= INT64_MAX:
             raw_id = _as_id(raw_id)
             if raw_id is None:
-                message = f"record {index} has id {json.dumps(record['id'])}, not an integer"
+                message = f"record {index} has id {json.dumps(record['id'])[:40]}, not an integer of ASCII digits within int64"
                 parsed.reject(index, None, split, "bad_id", message, n_raw, text[start:end])
                 continue
             parsed.quirks["ids_as_text"] += 1
+        escapes = text.find("\\u", start, end) != -1  # only a \u escape can give a lone surrogate
         image, problem = _clean_path(record[key])
+        if image is not None and escapes and not _is_unicode(image):
+            image, problem = None, f"image path {json.dumps(record[key])} holds a lone surrogate, not valid Unicode"
         if image is None:
             parsed.reject(index, None, split, "bad_path", f"record {index}: {problem}", n_raw, text[start:end])
             continue
@@ -193,11 +213,19 @@ def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
         if not captions:
             parsed.reject(index, None, split, "no_captions", f"record {index} has an empty captions list", 0, text[start:end])
             continue
+        if len(captions) > MAX_CAPTIONS:
+            message = f"record {index} has {len(captions):,} captions, more than the {MAX_CAPTIONS:,} one record may hold"
+            parsed.reject(index, None, split, "too_many_captions", message, n_raw, text[start:end])
+            continue
         kept = 0
         for position, caption in enumerate(captions):
             if type(caption) is not str:
                 message = f"record {index} caption {position} is {json.dumps(caption)[:40]}, not a string"
                 parsed.reject(index, position, split, "bad_caption", message, 1, text[start:end])
+                continue
+            if escapes and not _is_unicode(caption):
+                message = f"record {index} caption {position} holds a lone surrogate escape, not valid Unicode"
+                parsed.reject(index, position, split, "bad_text", message, 1, text[start:end])
                 continue
             normal = " ".join(caption.split())
             if not normal:
@@ -349,6 +377,25 @@ def find_annotations(spec: DatasetSpec, root: Path, annotations: Path | None) ->
     raise UserError(f"no {spec.name} annotation file here (looked for {looked}); put it there or pass --annotations FILE", path=root)
 
 
+def _read_stats(path: Path) -> dict[str, Any] | None:
+    """stats.json as written by prepare, or None when it is damaged (the outputs are then rebuilt)."""
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return stats if isinstance(stats, dict) and isinstance(stats.get("splits"), dict) else None
+
+
+def dataset_root(spec: DatasetSpec, root: Path) -> Path:
+    """``root`` itself, or ``root/<DATASET>`` when ``root`` is the folder holding the dataset folder
+    (the layout the reference repositories document: ``data/CUHK-PEDES/reid_raw.json``)."""
+    if root.is_dir() and not any((root / name).is_file() for name in spec.annotation_files):
+        for child in (root / spec.name, *sorted(root.iterdir())):
+            if child.is_dir() and child.name.lower() == spec.name.lower():
+                return child
+    return root
+
+
 def prepare_dataset(
     dataset: str,
     root: str | Path,
@@ -360,20 +407,49 @@ def prepare_dataset(
 ) -> PrepareResult:
     """Turn a dataset's raw annotation file into manifest.parquet, rejects.parquet and stats.json.
 
-    ``root`` holds the annotation file and ``imgs/``; ``annotations`` overrides where the file is.
+    ``root`` holds the annotation file and ``imgs/`` (or holds that folder, named like the dataset);
+    ``annotations`` overrides where the file is.
     ``out`` defaults to ``data_manifests/<DATASET>``. With ``check_images`` every image header is read
     (``jobs`` processes) for width/height, and records whose image is missing or unreadable are
     rejected. Does nothing when the outputs are fresh, unless ``force``.
+
+    The three outputs are one unit: written under a lock on ``out`` (a second prepare into the same
+    folder is refused), tagged with one id and fresh only together; temporary files that killed runs
+    left there are removed.
     """
     spec = get_spec(dataset)
-    root = Path(root)
+    root = dataset_root(spec, Path(root))
     source = find_annotations(spec, root, Path(annotations) if annotations is not None else None)
     out_dir = Path(out) if out is not None else layout.dataset_dir(spec.name)
-    paths = out_dir / layout.MANIFEST, out_dir / layout.REJECTS, out_dir / layout.STATS
+    with store.stage_lock(out_dir, STAGE):
+        store.remove_stale_temps(out_dir, OUTPUTS)
+        return _prepare_locked(spec, root, source, out_dir, check_images, jobs, force)
+
+
+OUTPUTS = (layout.MANIFEST, layout.REJECTS, layout.STATS)
+
+
+def _fresh_unit(paths: tuple[Path, ...], options: dict[str, Any], inputs: dict[str, Path]) -> dict[str, Any] | None:
+    """The stats of fresh outputs that were written together (one ``unit`` id in all three), else None."""
+    manifest, rejects, stats_file = paths
+    if not (rejects.exists() and stats_file.exists()) or not store.is_fresh(manifest, stage=STAGE, options=options, inputs=inputs):
+        return None
+    stats = _read_stats(stats_file)
+    try:
+        units = {(store.read_provenance(path) or {}).get("unit") for path in (manifest, rejects)}
+    except UserError:
+        return None
+    return stats if stats is not None and units == {stats.get("unit")} and None not in units else None
+
+
+def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, check_images: bool,
+                    jobs: int | None, force: bool) -> PrepareResult:
+    paths = tuple(out_dir / name for name in OUTPUTS)
     options = {"dataset": spec.name, "root": str(root.resolve()), "check_images": bool(check_images)}
     inputs = {"annotations": source}
-    if not force and all(p.exists() for p in paths[1:]) and store.is_fresh(paths[0], stage=STAGE, options=options, inputs=inputs):
-        return PrepareResult(out_dir, *paths, stats=json.loads(paths[2].read_text()), up_to_date=True)
+    stats = None if force else _fresh_unit(paths, options, inputs)
+    if stats is not None:
+        return PrepareResult(out_dir, *paths, stats=stats, up_to_date=True)
     image_root = root / spec.image_dir
     if check_images and not image_root.is_dir():
         raise UserError(f"image folder not found; put the {spec.name} images there or pass --no-check-images", path=image_root)
@@ -390,6 +466,7 @@ def prepare_dataset(
     for row in parsed.rejects:
         rejected[row[3], "rows"] += 1
         rejected[row[3], "captions"] += row[5]
+    unit = uuid.uuid4().hex  # the three outputs of this run carry it; outputs of two runs never match
     stats = {
         "dataset": spec.name,
         "annotations": str(source),
@@ -402,12 +479,14 @@ def prepare_dataset(
         "quirks": {**dict(parsed.quirks), "unknown_split_values": dict(parsed.unknown_splits)},
         "published": {s: dict(zip(("ids", "images", "captions"), v)) for s, v in spec.published.items()},
         "warnings": _warnings(spec, parsed, counts),
+        "unit": unit,
     }
-    # the fingerprint taken before reading goes into both tables (hashed once, not once per table)
+    # the fingerprint taken before reading goes into both tables (hashed once, not once per table);
+    # the manifest is written last: an interrupted run leaves units that do not match, so it is rebuilt
     recorded = {"annotations": source_fingerprint}
-    store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=recorded)
+    store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=recorded, extra={"unit": unit})
     store.write_json_atomic(paths[2], stats)
-    extra = {"stats": {"splits": counts, "raw": stats["raw"]}}
+    extra = {"stats": {"splits": counts, "raw": stats["raw"]}, "unit": unit}
     store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=recorded, extra=extra)
     return PrepareResult(out_dir, *paths, stats=stats)
 
@@ -435,7 +514,11 @@ def format_summary(stats: dict[str, Any]) -> str:
 
 
 def summarise_manifest(table: pa.Table, provenance: dict[str, Any]) -> list[str]:
-    """`tir info` lines for a manifest: ids / images / captions per split."""
+    """`tir info` lines for a manifest (ids / images / captions per split) or its rejects (rows per reason)."""
+    if "reason" in table.column_names:
+        counts = table.group_by("reason").aggregate([("reason", "count"), ("captions", "sum")])
+        rows = [[r, n, c] for r, n, c in zip(*(counts.column(k).to_pylist() for k in ("reason", "reason_count", "captions_sum")))]
+        return ["  rejects:", *("    " + line for line in _table(["reason", "rows", "captions"], rows))]
     grouped = table.group_by("split").aggregate(
         [("pid", "count_distinct"), ("image_index", "count_distinct"), ("pair_index", "count")]
     )

@@ -59,11 +59,16 @@ def _decode_error(path: Path, text: str, error: json.JSONDecodeError, record: in
     return UserError(f"not valid JSON at {_where(text, error.pos)}{inside} ({error.msg}); {_FIX}", path=path)
 
 
+def _too_deep(path: Path, record: int | None) -> UserError:
+    inside = f"record {record}" if record is not None else "the top level"
+    return UserError(f"{inside} nests JSON arrays/objects too deeply to be an annotation record; {_FIX}", path=path)
+
+
 def iter_records(path: Path, text: str) -> Iterator[tuple[int, int, int, Any]]:
     """Yield ``(record_index, start, end, value)`` for each element of the top-level JSON list.
 
     ``text[start:end]`` is the element's exact JSON text. Raises UserError when the text is not JSON,
-    is truncated, has data after the list, or its top level is not a list.
+    is truncated, nests too deeply, has data after the list, or its top level is not a list.
     """
     decoder = json.JSONDecoder(strict=False)  # tolerate raw tabs/newlines inside captions
     pos = _WS.match(text).end()
@@ -74,6 +79,8 @@ def iter_records(path: Path, text: str) -> Iterator[tuple[int, int, int, Any]]:
             value, _ = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as error:
             raise _decode_error(path, text, error, None) from None
+        except RecursionError:
+            raise _too_deep(path, None) from None
         kind = {dict: "object", str: "string"}.get(type(value), type(value).__name__)
         raise UserError(f"the top level is a JSON {kind}, expected a list of records; {_FIX}", path=path)
     pos = _WS.match(text, pos + 1).end()
@@ -86,6 +93,8 @@ def iter_records(path: Path, text: str) -> Iterator[tuple[int, int, int, Any]]:
                 value, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as error:
                 raise _decode_error(path, text, error, index) from None
+            except RecursionError:
+                raise _too_deep(path, index) from None
             yield index, pos, end, value
             index += 1
             pos = _WS.match(text, end).end()

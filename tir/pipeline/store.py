@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import glob
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,23 +36,103 @@ HASH_LIMIT = 512 * 1024 * 1024  # hash content of inputs up to 512 MiB; above th
 
 
 # ----------------------------------------------------------------------------- atomic writes
+def write_error(error: OSError, target: Path) -> UserError:
+    """A failed write as one line naming ``target`` and what to do about it."""
+    code = error.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        fix = "the disk is full; free some space or write elsewhere"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "the folder is not writable; fix its permissions or choose another output folder"
+    elif code in (errno.ENOTDIR, errno.EEXIST):
+        fix = "a file stands where a folder is needed; remove it or choose another output folder"
+    elif code == errno.EISDIR:
+        fix = "a folder stands where the file goes; remove it or choose another output path"
+    else:
+        fix = "check the output folder"
+    return UserError(f"cannot write ({error.strerror or error}); {fix}", path=target)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched; a failed write
+    (full disk, read-only folder, a file where the folder should be) is a one-line UserError.
+    The file gets the mode a plain ``open`` would give it (0666 less the umask), not mkstemp's 0600.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+    except OSError as error:
+        raise write_error(error, target) from None
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR):
+            raise write_error(error, target) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def stage_lock(folder: str | os.PathLike, stage: str) -> Iterator[None]:
+    """Hold ``<folder>/.<stage>.lock`` while a stage writes there; a second writer gets a one-line UserError.
+
+    The lock (``flock``) ends with the process, so a killed run never leaves a stale lock behind.
+    A folder this call created is removed again when the stage wrote nothing into it.
+    """
+    import fcntl
+
+    directory = Path(folder)
+    lock = directory / f".{stage}.lock"
+    created = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = lock.open("a")
+    except OSError as error:
+        raise write_error(error, lock) from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another `tir {stage}` is writing to this folder; wait for it to finish "
+                            "(two at once would mix their outputs)", path=directory) from None
+        yield
+    finally:
+        handle.close()
+        if created and [p.name for p in directory.iterdir()] == [lock.name]:
+            lock.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def remove_stale_temps(folder: str | os.PathLike, names: tuple[str, ...]) -> int:
+    """Delete the temporary files that killed writes of ``names`` left in ``folder``; returns bytes freed.
+
+    Call it only under ``stage_lock``: then no live writer of these names is using them.
+    """
+    freed = 0
+    for name in names:
+        for tmp in Path(folder).glob(f".{glob.escape(name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                size = tmp.stat().st_size
+                tmp.unlink()
+                freed += size
+    return freed
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -137,6 +220,7 @@ def write_table(
     ``inputs`` maps names to paths or to fingerprints taken earlier (see ``make_provenance``).
     """
     provenance = make_provenance(stage, options, inputs)
+    provenance["columns"] = {field.name: _type_name(field.type) for field in table.schema}
     if extra:
         provenance.update(_jsonable(extra))
     metadata = dict(table.schema.metadata or {})
@@ -154,20 +238,57 @@ def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
         raise UserError("file not found; check the path or run the stage that makes it", path=p)
     try:
         metadata = pq.read_schema(p).metadata or {}
-    except (pa.ArrowInvalid, OSError) as error:
-        raise UserError(f"not a readable Parquet file ({error}); re-run the stage that makes it", path=p) from None
+    except (pa.ArrowException, OSError) as error:
+        raise UserError(f"not a readable Parquet file ({_first_line(error)}); re-run the stage that makes it", path=p) from None
     raw = metadata.get(METADATA_KEY)
-    return json.loads(raw) if raw else None
+    if not raw:
+        return None
+    try:
+        provenance = json.loads(raw)
+    except (ValueError, RecursionError):
+        provenance = None
+    if not isinstance(provenance, dict):
+        raise UserError("its tir provenance is damaged; re-run the stage that makes it", path=p)
+    return provenance
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def _type_name(kind: pa.DataType) -> str:
+    """A column type as text, list item names dropped (Parquet renames ``item`` to ``element``)."""
+    return _LIST_ITEM.sub("list<", str(kind))
+
+
+_LIST_ITEM = re.compile(r"list<\w+: ")
+
+
+def _schema_changes(schema: pa.Schema, recorded: Mapping[str, str]) -> list[str]:
+    """How ``schema`` differs from the column types recorded when the artifact was written."""
+    actual = {field.name: _type_name(field.type) for field in schema}
+    changes = [f"column {name} is missing" for name in recorded if name not in actual]
+    changes += [f"column {name} is {actual[name]}, not {kind}" for name, kind in recorded.items()
+                if name in actual and actual[name] != kind]
+    return changes
 
 
 def read_table(path: str | os.PathLike, *, stage: str | None = None, columns: list[str] | None = None) -> pa.Table:
-    """Read a Parquet artifact, checking (when ``stage`` is given) that the stage made it."""
+    """Read a Parquet artifact, checking (when ``stage`` is given) that the stage made it and that its
+    columns are those the stage wrote; a damaged file is a one-line UserError naming the stage to re-run."""
     p = Path(path)
     provenance = read_provenance(p)
+    rerun = f"`tir {stage}`" if stage else "the stage that makes it"
     if stage is not None and (provenance is None or provenance.get("stage") != stage):
         found = provenance.get("stage") if provenance else "no tir provenance"
         raise UserError(f"expected an artifact of `tir {stage}`, found {found}; re-run `tir {stage}`", path=p)
-    return pq.read_table(p, columns=columns)
+    try:
+        changes = _schema_changes(pq.read_schema(p), (provenance or {}).get("columns") or {})
+        if changes:
+            raise UserError(f"was edited after {rerun} wrote it ({'; '.join(changes)}); re-run {rerun} --force", path=p)
+        return pq.read_table(p, columns=columns)
+    except (pa.ArrowException, OSError) as error:
+        raise UserError(f"is damaged ({_first_line(error)}); re-run {rerun} --force", path=p) from None
 
 
 def is_fresh(

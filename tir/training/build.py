@@ -15,6 +15,9 @@ from tir.training.model import build_backbone, checkpoint_file, get_tokenizer
 def check_config(config: Mapping[str, Any]) -> None:
     """Fail fast (before any data is read) on an unknown method or model, or a missing checkpoint file."""
     from tir.training import methods  # noqa: F401  (registers every method)
+    from tir.training.config import validate
+
+    validate(config)
 
     if config["method"] not in METHODS:
         raise UserError(f"unknown method {config['method']!r}; choose one of {', '.join(sorted(METHODS))}")

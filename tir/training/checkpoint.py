@@ -13,6 +13,7 @@ A checkpoint is a dict saved with torch.save (loadable with ``weights_only=True`
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 
 from tir import __version__
 from tir.errors import UserError
-from tir.pipeline.store import atomic_path
+from tir.pipeline.store import atomic_path, fingerprint, fingerprint_matches
 from tir.training.build import build_method
 from tir.training.methods.base import Method
 
@@ -65,8 +66,11 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, "tir_version": __version__, **state}, tmp)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file, or ``best.pt`` (else ``last.pt``) of a run folder, onto the CPU."""
+def read_checkpoint(path: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file, or ``best.pt`` (else ``last.pt``) of a run folder, onto the CPU.
+
+    A file that is not a tir checkpoint or lacks what it must hold (``resume``: the training state
+    too) is a one-line UserError."""
     p = Path(path)
     if p.is_dir():
         p = p / BEST if (p / BEST).exists() else p / LAST
@@ -78,13 +82,92 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"not a readable tir checkpoint ({type(error).__name__}); re-run `tir train`", path=p) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"not a tir checkpoint of format {FORMAT}; re-run `tir train`", path=p)
+    problem = _checkpoint_problem(state)
+    if problem is None and resume:
+        absent = [key for key in RESUME_KEYS if not isinstance(state.get(key), dict)]
+        problem = f"no training state to resume from: {', '.join(absent)} missing" if absent else None
+    if problem:
+        raise UserError(f"damaged tir checkpoint ({problem}); use the run's other checkpoint or re-run `tir train`", path=p)
     return state
+
+
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "best")
+# key -> (type, what it must be); RESUME_KEYS only in last.pt
+_REQUIRED: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "config": (dict, "the run config"),
+    "num_classes": (int, "a class count"),
+    "epoch": (int, "an epoch count"),
+    "step": (int, "a step count"),
+    "model": (dict, "the model's state dict"),
+}
+
+
+def _checkpoint_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint dict's shape, or None."""
+    for key, (kind, meaning) in _REQUIRED.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            return f"{key} is missing or is not {meaning}"
+    if state["num_classes"] < 1 or state["epoch"] < 0 or state["step"] < 0:
+        return "num_classes, epoch or step is out of range"
+    if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        return "model holds values that are not tensors"
+    missing = [key for key in ("method", "model", "image_size", "text_length", "method_options") if key not in state["config"]]
+    if missing:
+        return f"its config lacks {', '.join(missing)}"
+    return None
 
 
 def load_method(path: str | Path, device: str | torch.device = "cpu") -> tuple[Method, dict[str, Any], dict[str, Any]]:
     """(method in eval mode on ``device``, its run config, the checkpoint dict) from a run folder or file."""
+    from tir.training.build import check_config
+    from tir.training.config import DEFAULTS
+
     state = read_checkpoint(path)
-    config = state["config"]
+    config = {**DEFAULTS, **state["config"]}
+    check_config({**config, "pretrained": None})  # the weights come from the checkpoint, not the pretrained file
     method = build_method(config, state["num_classes"], with_pretrained=False)
-    method.load_state_dict(state["model"])
+    try:
+        method.load_state_dict(state["model"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0][:160]
+        raise UserError(f"damaged tir checkpoint: its weights do not fit its own config ({first}); re-run `tir train`",
+                        path=path) from None
     return method.to(device).eval(), config, state
+
+
+def data_manifest_fingerprint(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The fingerprint of the manifest a run trains on (kept in its checkpoints for `tir eval`)."""
+    from tir.pipeline.layout import MANIFEST, dataset_dir
+
+    folder = dataset_dir(config["dataset"], config["manifests"]) if config.get("dataset") else Path(config["manifests"])
+    return _fingerprint_cached(folder / MANIFEST)
+
+
+def _fingerprint_cached(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = fingerprint(path)
+    return _FINGERPRINTS[key]
+
+
+_FINGERPRINTS: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def check_manifest(state: Mapping[str, Any], manifest: Path, allow_other: bool) -> str | None:
+    """Refuse (UserError) to score a run on a manifest other than the one it was trained on.
+
+    With ``allow_other`` the mismatch is returned as a warning line instead. Checkpoints from
+    before tir recorded the manifest give a warning that it cannot be checked.
+    """
+    recorded = state.get("manifest")
+    if not isinstance(recorded, Mapping):
+        return "this checkpoint does not record the manifest it was trained on, so it cannot be checked"
+    if fingerprint_matches(recorded, manifest):
+        return None
+    detail = (f"the run was trained on {recorded.get('path')} ({recorded.get('size', 0):,} bytes, sha256 "
+              f"{(recorded.get('sha256') or '?')[:12]}), this one differs")
+    if not allow_other:
+        raise UserError(f"is not the manifest this run was trained on: {detail}; pass the run's --manifests, "
+                        "or --allow-other-manifest to score it on this one anyway", path=manifest)
+    return f"scoring on another manifest than the run's: {detail}"

@@ -111,11 +111,29 @@ def _set(config: dict[str, Any], keys: list[str], value: Any, origin: str) -> No
         raise UserError(f"config key {'.'.join(keys)!r} in {origin} is not settable; only method_options.<name> nests")
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML recipe as a mapping."""
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"  # the shipped recipes (configs/ in the repository)
+
+
+def find_recipe(path: str | Path) -> Path:
+    """``path`` when it is a file, else the shipped recipe of that name (``hkgr_cuhk-pedes`` or ``.yaml``)."""
     p = Path(path)
+    if p.is_file() or p.parent != Path("."):
+        return p
+    shipped = RECIPES / (p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml")
+    return shipped if shipped.is_file() else p
+
+
+def recipe_names() -> list[str]:
+    """The names of the recipes shipped with tir."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML recipe (a file, or the name of a shipped recipe) as a mapping."""
+    p = find_recipe(path)
     if not p.is_file():
-        raise UserError("config file not found; pass a YAML recipe such as configs/irra-cuhk.yaml", path=p)
+        raise UserError("config file not found; pass a YAML recipe file or the name of a shipped recipe: "
+                        f"{', '.join(recipe_names())}", path=p)
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as error:
@@ -141,7 +159,143 @@ def resolve(
     for text in overrides:
         keys, value = parse_override(text)
         _set(config, keys, value, f"--set {text}")
+    validate(config)
     return config
+
+
+# ----------------------------------------------------------------------------- validation
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+
+def _int(low: int | None = None) -> Any:
+    def check(value: Any) -> str | None:
+        if not _is_int(value):
+            return "is not an integer"
+        return f"must be at least {low}" if low is not None and value < low else None
+    return check
+
+
+def _number(low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
+    def check(value: Any) -> str | None:
+        if not _is_number(value):
+            return "is not a number"
+        if low is not None and (value < low or (low_open and value == low)):
+            return f"must be {'above' if low_open else 'at least'} {low:g}"
+        if high is not None and (value > high or (high_open and value == high)):
+            return f"must be {'below' if high_open else 'at most'} {high:g}"
+        return None
+    return check
+
+
+def _choice(*allowed: Any) -> Any:
+    def check(value: Any) -> str | None:
+        return None if value in allowed and type(value) in {type(a) for a in allowed} else f"must be one of {', '.join(map(str, allowed))}"
+    return check
+
+
+def _of_type(kind: type, *, optional: bool = False) -> Any:
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        return None if isinstance(value, kind) else f"is not {'a ' + kind.__name__ if kind is not bool else 'true or false'}"
+    return check
+
+
+def _pair(item: Any, what: str) -> Any:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or any(item(v) for v in value):
+            return f"must be a list of two {what}"
+        return None
+    return check
+
+
+def _optional(check: Any) -> Any:
+    return lambda value: None if value is None else check(value)
+
+
+def _out_folder(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return "is not a folder path"
+    return "is an existing file, not a folder; choose another --out" if Path(value).is_file() else None
+
+
+def _name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or "/" in value or value in (".", ".."):
+        return "must be a folder name without /"
+    return None
+
+
+# key -> check(value) -> problem or None. Keys without a rule (added by a method or a later feature) pass.
+RULES: dict[str, Any] = {
+    "dataset": _of_type(str, optional=True),
+    "manifests": _of_type(str),
+    "image_root": _of_type(str, optional=True),
+    "noise": _of_type(str, optional=True),
+    "mask_plans": _choice("auto", True, False),
+    "image_cache": _of_type(bool),
+    "text_length": _int(3),
+    "img_aug": _of_type(bool),
+    "sampler": _choice("random", "identity"),
+    "instances": _int(1),
+    "val_fraction": _number(0, 1, low_open=True, high_open=True),
+    "num_workers": _int(0),
+    "model": _of_type(str),
+    "pretrained": _of_type(str, optional=True),
+    "quick_gelu": _of_type(bool),
+    "image_size": _pair(_int(16), "integers of at least 16 (height, width)"),
+    "method": _of_type(str),
+    "method_options": _of_type(dict),
+    "epochs": _int(1),
+    "batch_size": _int(2),  # batch-level losses (SDM) need at least two pairs
+    "optimizer": _choice("adam", "adamw"),
+    "lr": _number(0, low_open=True),
+    "new_module_lr_factor": _number(0, low_open=True),
+    "bias_lr_factor": _number(0, low_open=True),
+    "weight_decay": _number(0),
+    "betas": _pair(_number(0, 1, high_open=True), "numbers in [0, 1)"),
+    "eps": _number(0, low_open=True),
+    "warmup_epochs": _number(0),
+    "warmup_factor": _number(0, 1, low_open=True),
+    "min_lr": _number(0),
+    "grad_clip": _number(0),
+    "amp": _choice("auto", "bf16", "fp16", "off"),
+    "max_steps_per_epoch": _optional(_int(1)),
+    "ddp_find_unused_parameters": _of_type(bool),
+    "seed": _int(),
+    "device": _of_type(str),
+    "out": _out_folder,
+    "name": _name,
+    "eval_every": _int(1),
+    "eval_batch_size": _int(1),
+    "best_metric": _choice("R1", "R5", "R10", "mAP", "mINP", "rSum"),
+}
+
+
+def problems(config: Mapping[str, Any]) -> list[str]:
+    """One line per bad value of a resolved config (empty when it is valid)."""
+    found = []
+    for key, check in RULES.items():
+        if key in config:
+            problem = check(config[key])
+            if problem:
+                found.append(f"{key}={config[key]!r} {problem}")
+    if not found and config.get("min_lr", 0) > config.get("lr", 1):
+        found.append(f"min_lr={config['min_lr']!r} must not exceed lr={config['lr']!r}")
+    return found
+
+
+def validate(config: Mapping[str, Any]) -> None:
+    """Raise one UserError listing every bad value of ``config`` (fix with the recipe or --set KEY=VALUE)."""
+    found = problems(config)
+    if found:
+        raise UserError(f"bad config value{'s' if len(found) > 1 else ''}: {'; '.join(found)}; fix the recipe or pass --set KEY=VALUE")
 
 
 def save(config: Mapping[str, Any], path: Path) -> None:

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from tir.errors import UserError
 from tir.pipeline import store
-from tir.knowledge.mask_plans import plan_arrays, require_plan_tokenizer
+from tir.knowledge.mask_plans import plan_arrays, require_plan_tokenizer, rerun_command
 from tir.knowledge.noise import load_noise
 from tir.pipeline.layout import MANIFEST, MASK_PLANS
 from tir.progress import log
@@ -87,7 +87,7 @@ def read_train_plans(path: Path, pair_index: np.ndarray, tokenizer, length: int)
     arrays = plan_arrays(path, "train", length)
     positions = pd.Index(arrays.pop("pair_index")).get_indexer(pair_index)
     if (positions < 0).any():
-        raise UserError(f"mask plans lack {int((positions < 0).sum())} train pairs; run `tir plan-masks --force`", path=path)
+        raise UserError(f"mask plans lack {int((positions < 0).sum())} train pairs; run `{rerun_command(path, length)}`", path=path)
     return {name: torch.from_numpy(array[positions]) for name, array in arrays.items()}
 
 
@@ -195,6 +195,9 @@ def load_train_data(
     if not manifest_path.exists():
         raise UserError("manifest not found; run `tir prepare` (or `tir synth`) first, or pass --manifests", path=manifest_path)
     original = read_manifest(manifest_path)
+    if not (original["split"] == "train").any():
+        raise UserError("the manifest has no train pairs, so there is nothing to train on; check the split values "
+                        "of the annotation file (`tir info stats.json` beside it) and re-run `tir prepare`", path=manifest_path)
     root = image_root(manifest_path, image_root_override)
     heldout = not (original["split"] == "val").any()
     manifest = holdout_val(original, val_fraction, seed) if heldout else original
@@ -205,7 +208,9 @@ def load_train_data(
     all_pairs = train_all["pair_index"].to_numpy(np.int64)
     plans_path = Path(folder) / MASK_PLANS
     if use_plans and not plans_path.exists():
-        raise UserError("mask plans not found; run `tir plan-masks` first", path=plans_path)
+        folder = Path(folder)
+        raise UserError(f"mask plans not found; run `tir parse-graphs {folder.name} --manifests {folder.parent}` and "
+                        f"`{rerun_command(plans_path, text_length).removesuffix(' --force')}` first", path=plans_path)
     plans = None
     if plans_path.exists() and use_plans is not False:
         store.require_built_from(plans_path, "manifest", manifest_path, "tir plan-masks")

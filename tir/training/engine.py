@@ -29,14 +29,24 @@ from tir.pipeline.layout import dataset_dir
 from tir.progress import log, progress_bar
 from tir.training import config as config_io
 from tir.training.build import build_method, check_config, tokenizer_for
-from tir.training.checkpoint import BEST, LAST, capture_rng, read_checkpoint, restore_rng, restore_scaler, save_checkpoint
+from tir.training.checkpoint import (
+    BEST,
+    LAST,
+    capture_rng,
+    data_manifest_fingerprint,
+    read_checkpoint,
+    restore_rng,
+    restore_scaler,
+    save_checkpoint,
+)
 from tir.training.curves import plot_curves, read_metrics, write_metrics
 from tir.training.data import TrainData, load_train_data
 from tir.training.distributed import DistInfo, barrier, init_from_env, mean_over_ranks
 from tir.training.evaluation import eval_data, evaluate
-from tir.training.methods.base import EpochContext, Method, StepContext
+from tir.training.methods.base import METHODS, EpochContext, Method, StepContext
 from tir.training.optim import build_optimizer, build_scheduler
 from tir.training.precision import allow_tf32, amp_dtype, autocast
+from tir.training.resume import extension_note
 from tir.training.samplers import EpochSampler, IdentitySampler, sharded_shuffle, shuffle_sampler
 from tir.training.transforms import augment_batch, normalise
 
@@ -210,7 +220,7 @@ def _validate(method: Method, data: TrainData, config: Mapping[str, Any], device
 
 def _load_data(config: Mapping[str, Any], cache_dir: Path | None) -> TrainData:
     tokenizer = tokenizer_for(config)
-    use_plans = {"auto": None, True: True, False: False}.get(config["mask_plans"])
+    use_plans = {"auto": METHODS[config["method"]].uses_mask_plans, True: True, False: False}.get(config["mask_plans"])
     return load_train_data(
         dataset_folder(config),
         tokenizer=tokenizer,
@@ -230,6 +240,7 @@ def _load_data(config: Mapping[str, Any], cache_dir: Path | None) -> TrainData:
 def _state(method: Method, config: Mapping[str, Any], data: TrainData, epoch: int, step: int, best: dict) -> dict[str, Any]:
     return {
         "config": dict(config),
+        "manifest": data_manifest_fingerprint(config),
         "num_classes": data.num_classes,
         "epoch": epoch,
         "step": step,
@@ -256,8 +267,9 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     if resume:
         if not (run_dir / LAST).exists():
             raise UserError("nothing to resume: no last.pt; start the run without --resume", path=run_dir)
-        checkpoint = read_checkpoint(run_dir / LAST)
-        config = dict(checkpoint["config"], device=config["device"], num_workers=config["num_workers"])
+        checkpoint = read_checkpoint(run_dir / LAST, resume=True)
+        extension = extension_note(int(checkpoint["config"]["epochs"]), int(config["epochs"]), checkpoint["epoch"])
+        config = dict(checkpoint["config"], device=config["device"], num_workers=config["num_workers"], epochs=config["epochs"])
     elif (run_dir / LAST).exists():
         raise UserError("a run with this name exists; pass --resume to continue it or choose another --name/--out", path=run_dir)
 
@@ -296,6 +308,9 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
         records = [r for r in read_metrics(run_dir) if r["epoch"] <= start]
         restore_rng(checkpoint["rng"])
         log(f"resuming {run_dir} after epoch {start}")
+        if extension and info.is_main:
+            log(extension)
+            config_io.save(config, run_dir / CONFIG_FILE)
     elif info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_io.save(config, run_dir / CONFIG_FILE)

@@ -63,23 +63,44 @@ def _run_blocks(
 TIR_BACKBONE_PREFIX = "backbone.clip."
 
 
-def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
-    """A CLIP state dict from a checkpoint file: open_clip/LAION, an OpenAI TorchScript archive, or a
-    checkpoint written by `tir train` (its backbone, mask-token row included, without the method's heads)."""
+_WEIGHTS_FIX = "pass a CLIP checkpoint file (an OpenAI TorchScript .pt, an open_clip state dict, or a `tir train` .pt)"
+
+
+def _load_weights_file(path: Path) -> object:
+    """The object saved in ``path`` (TorchScript archives as their state dict); junk is a one-line UserError."""
+    if path.stat().st_size == 0:
+        raise UserError(f"the file is empty; {_WEIGHTS_FIX}", path=path)
     try:
-        state = open_clip.factory.load_state_dict(str(path))
+        return open_clip.factory.load_state_dict(str(path))
     except RuntimeError as error:
         if "TorchScript" not in str(error):
-            raise UserError(f"cannot read the checkpoint ({error}); pass a CLIP checkpoint file", path=path) from None
+            raise UserError(f"cannot read the checkpoint ({str(error).splitlines()[0][:120]}); {_WEIGHTS_FIX}", path=path) from None
+    except Exception as error:  # noqa: BLE001 - any unreadable file (pickle, text, truncated) is the user's to fix
+        raise UserError(f"not a readable checkpoint ({type(error).__name__}); {_WEIGHTS_FIX}", path=path) from None
+    try:
         state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        for key in ("input_resolution", "context_length", "vocab_size"):
-            state.pop(key, None)
-        return state
-    if "format" in state and isinstance(state.get("model"), dict):  # a `tir train` checkpoint
+    except Exception as error:  # noqa: BLE001
+        raise UserError(f"not a readable TorchScript archive ({type(error).__name__}); {_WEIGHTS_FIX}", path=path) from None
+    for key in ("input_resolution", "context_length", "vocab_size"):
+        state.pop(key, None)
+    return state
+
+
+def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
+    """A CLIP state dict from a checkpoint file: open_clip/LAION, an OpenAI TorchScript archive, or a
+    checkpoint written by `tir train` (its backbone, mask-token row included, without the method's heads).
+    Anything else (an empty file, text, a bare tensor, a dict of non-tensors) is a one-line UserError."""
+    state = _load_weights_file(path)
+    if isinstance(state, dict) and "format" in state and isinstance(state.get("model"), dict):  # a `tir train` checkpoint
         prefix = TIR_BACKBONE_PREFIX
-        state = {key[len(prefix):]: value for key, value in state["model"].items() if key.startswith(prefix)}
+        state = {key[len(prefix):]: value for key, value in state["model"].items() if str(key).startswith(prefix)}
         if not state:
             raise UserError("this tir checkpoint holds no CLIP backbone; pass a run's best.pt or last.pt", path=path)
+    if not isinstance(state, dict) or not state:
+        kind = "an empty mapping" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise UserError(f"holds {kind}, not a state dict of CLIP weights; {_WEIGHTS_FIX}", path=path)
+    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        raise UserError(f"holds a mapping that is not names -> tensors, so no CLIP weights; {_WEIGHTS_FIX}", path=path)
     return state
 
 

@@ -59,6 +59,8 @@ class Method(nn.Module, abc.ABC):
     """
 
     name: ClassVar[str]
+    # mask_plans.parquet under `mask_plans: auto`: True needs it, False never reads it, None uses it when present
+    uses_mask_plans: ClassVar[bool | None] = None
 
     @abc.abstractmethod
     def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:

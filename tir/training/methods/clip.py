@@ -15,6 +15,7 @@ class Clip(GlobalRetrieval, Method):
     """Options: ``temperature`` (0.02: logits scaled by 50)."""
 
     name = "clip"
+    uses_mask_plans = False
 
     def __init__(self, backbone: Backbone, num_classes: int, temperature: float = 0.02) -> None:
         super().__init__()

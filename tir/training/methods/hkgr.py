@@ -37,6 +37,7 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
     lr x this: HKGR solver/build.py; the cross-modal module and the classifier follow IRRA's rates)."""
 
     name = "hkgr"
+    uses_mask_plans = True
 
     def __init__(
         self,

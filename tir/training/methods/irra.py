@@ -32,6 +32,7 @@ class Irra(GlobalRetrieval, Method):
     ``mlm_probability`` 0.15, ``cmt_depth`` 4, ``irra_mask_leak`` False."""
 
     name = "irra"
+    uses_mask_plans = False
 
     def __init__(
         self,

@@ -52,6 +52,7 @@ class Rde(GlobalAndSelectedRetrieval, Method):
     true (RDE's caption augmentation, ``--txt_aug`` in its run script: tir.training.text_augment; false: off)."""
 
     name = "rde"
+    uses_mask_plans = False
 
     def __init__(
         self,

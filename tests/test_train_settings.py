@@ -1,0 +1,109 @@
+"""Settings mean what they say: the resolved config is validated in one place, and --resume refuses
+changed options but lets a larger --epochs extend a finished run."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+from click.testing import CliRunner
+from train_support import make_dataset
+
+from tir.cli import cli
+from tir.errors import UserError
+from tir.pipeline import store
+from tir.training import config as config_io
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("epochs=abc", "epochs='abc' is not an integer"),
+    ("epochs=0", "epochs=0 must be at least 1"),
+    ("lr=fast", "lr='fast' is not a number"),
+    ("lr=-1e-5", "lr=-1e-05 must be above 0"),
+    ("batch_size=1", "batch_size=1 must be at least 2"),
+    ("image_size=[64]", "image_size=[64] must be a list of two integers"),
+    ("amp=fp8", "amp='fp8' must be one of auto, bf16, fp16, off"),
+    ("val_fraction=1.5", "val_fraction=1.5 must be below 1"),
+    ("img_aug=maybe", "img_aug='maybe' is not true or false"),
+    ("best_metric=loss", "best_metric='loss' must be one of R1"),
+])
+def test_bad_values_are_refused_with_the_key(override, fragment):
+    with pytest.raises(UserError, match="bad config value") as error:
+        config_io.resolve(overrides=[override])
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_every_bad_key_is_named_in_one_message(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: -3\nbatch_size: 1\n")
+    with pytest.raises(UserError) as error:
+        config_io.resolve(recipe, ["lr=fast"])
+    message = str(error.value)
+    assert "epochs=-3" in message and "batch_size=1" in message and "lr='fast'" in message
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "runs").write_text("a file")
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "is an existing file, not a folder" in result.output
+    assert result.output.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("settings"))
+
+
+def _train(manifests, out, *extra):
+    return CliRunner().invoke(cli, [
+        "train", "--manifests", str(manifests), "--model", "tir-micro", "--method", "clip",
+        "--batch-size", "8", "--device", "cpu", "--workers", "0", "--out", str(out), "--name", "r",
+        "--set", "image_size=[64, 32]", "--set", "text_length=24", "--set", "max_steps_per_epoch=2",
+        "--set", "warmup_epochs=1", "--set", "image_cache=false", *extra,
+    ])
+
+
+def test_resume_refuses_changed_options_and_extends_with_more_epochs(manifests, tmp_path):
+    first = _train(manifests, tmp_path, "--epochs", "1")
+    assert first.exit_code == 0, first.output
+    changed = _train(manifests, tmp_path, "--epochs", "1", "--resume", "--lr", "3e-4", "--set", "seed=5")
+    assert changed.exit_code == 2
+    assert "lr: saved 1e-05, given 0.0003" in changed.output and "seed: saved 1, given 5" in changed.output
+    finished = _train(manifests, tmp_path, "--resume", "--device", "cpu")
+    assert finished.exit_code == 2 and "already trained all its 1 epochs; pass --epochs N" in finished.output
+    extended = _train(manifests, tmp_path, "--resume", "--epochs", "2")
+    assert extended.exit_code == 0, extended.output
+    assert "schedule made for 2 epochs" in extended.output
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert config_io.read_yaml(tmp_path / "r" / "config.yaml")["epochs"] == 2
+
+
+def test_a_manifest_without_train_pairs_is_one_line(tmp_path):
+    frame = pd.DataFrame({"pair_index": [0, 1], "split": ["test", "val"], "pid": [0, 0], "image_index": [0, 0],
+                          "image_path": ["a.png", "a.png"], "caption": ["a man", "a man"]})
+    (tmp_path / "data" / "imgs").mkdir(parents=True)
+    store.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "m" / "manifest.parquet",
+                      stage="prepare", options={"root": str(tmp_path / "data")}, inputs={})
+    result = CliRunner().invoke(cli, ["train", "--manifests", str(tmp_path / "m"), "--model", "tir-micro",
+                                      "--device", "cpu", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "has no train pairs" in result.output and "NaN" not in result.output
+
+
+def test_recipes_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert config_io.resolve("hkgr_cuhk-pedes")["method"] == "hkgr"
+    assert config_io.resolve("rde_rstpreid_noise0.2.yaml")["method"] == "rde"
+    with pytest.raises(UserError, match="name of a shipped recipe: .*irra_cuhk-pedes"):
+        config_io.resolve("irra-cuhk")
+
+
+def test_no_recipe_hard_codes_a_folder_that_only_make_demo_creates():
+    for name in config_io.recipe_names():
+        recipe = config_io.read_yaml(name)
+        assert not any(str(recipe.get(key) or "").startswith("demo/") for key in ("manifests", "out", "noise")), name
