@@ -56,6 +56,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, "tir_version": __version__, **state}, tmp)
 
 
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file a run folder stands for (``best.pt``, else ``last.pt``), or ``path`` itself."""
+    p = Path(path)
+    if p.is_dir():
+        return p / BEST if (p / BEST).exists() else p / LAST
+    return p
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint file, or ``best.pt`` (else ``last.pt``) of a run folder, onto the CPU."""
     p = Path(path)
