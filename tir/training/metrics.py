@@ -49,6 +49,7 @@ class ChunkRanks:
     inp: torch.Tensor  # float64 in [0, 1]
     n_hits: torch.Tensor  # int64
     top: torch.Tensor  # int64 [q, top_k]: gallery indices of the best-ranked images
+    first_hit: torch.Tensor  # int64, gallery index of the best-ranked hit (-1 when the query has no hit)
 
 
 def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: ArrayLike, top_k: int = 10) -> ChunkRanks:
@@ -79,6 +80,8 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
     padded = torch.cat([rank.new_zeros(1), rank])  # padded[0] = 0 for queries without a hit
     first_rank = padded[torch.where(has_hit, starts + 1, 0)]
     last_rank = padded[ends].clamp(min=1)
+    rows_all = torch.arange(n_queries, device=order.device)
+    first_hit = torch.where(has_hit, order[rows_all, (first_rank - 1).clamp(min=0)], -1)
     ap = precision_sum / n_hits.clamp(min=1).double()
     inp = n_hits.double() / last_rank.double()
     return ChunkRanks(
@@ -87,6 +90,7 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
         inp=inp.cpu(),
         n_hits=n_hits.long().cpu(),
         top=order[:, : min(top_k, n_gallery)].cpu(),
+        first_hit=first_hit.long().cpu(),
     )
 
 
