@@ -60,6 +60,13 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @lru_cache(maxsize=1)
+def _graph_parser():
+    from tir.knowledge.graphs import get_backend
+
+    return get_backend("spacy")
+
+
+@lru_cache(maxsize=1)
 def _word_tokenizer():
     from tir.knowledge.clip_tokens import ClipTokenizer
 
@@ -90,7 +97,6 @@ class Searcher:
         self.method, self.config, self.index, self.device = method, config, index, device
         self.tokenize = make_tokenize(tokenizer_for(config), int(config["text_length"]))
         self.image_features: Features = {name: value.to(device) for name, value in index.features.items()}
-        self._parser = None
 
     @classmethod
     def open(cls, run: Path, index_path: Path, device: torch.device) -> "Searcher":
@@ -119,11 +125,7 @@ class Searcher:
 
     def parse(self, sentences: list[str]) -> list[dict[str, list[dict[str, Any]]]]:
         """Scene graphs of the sentences with tir's default parser (spaCy), loaded on first use."""
-        from tir.knowledge.graphs import get_backend
-
-        if self._parser is None:
-            self._parser = get_backend("spacy")
-        return [asdict(graph) for graph in self._parser.parse_batch(sentences)]
+        return [asdict(graph) for graph in _graph_parser().parse_batch(sentences)]
 
     @torch.no_grad()
     def attended(self, sentences: list[str]) -> list[list[dict[str, Any]]]:
