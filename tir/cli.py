@@ -24,6 +24,10 @@ COMMANDS: dict[str, str] = {
     "make-noise": "tir.commands.make_noise:make_noise",
     "train": "tir.commands.train:train",
     "eval": "tir.commands.evaluate:evaluate",
+    "index": "tir.commands.index:index",
+    "search": "tir.commands.search:search",
+    "serve": "tir.commands.serve:serve",
+    "compare": "tir.commands.compare:compare",
 }
 
 
@@ -54,7 +58,8 @@ def cli() -> None:
     """tir: text-to-image person re-identification, from raw annotations to retrieval metrics.
 
     Stages, each reading the artifacts of the one before: synth (optional) -> prepare ->
-    parse-graphs -> plan-masks -> make-noise -> train -> eval. `tir info PATH` describes any artifact.
+    parse-graphs -> plan-masks -> make-noise -> train -> eval. `tir info PATH` describes any artifact or run;
+    index, search and serve use a trained run; compare sets runs side by side.
     """
 
 

@@ -17,7 +17,8 @@ def metrics_table(metrics: dict[str, float]) -> str:
     return f"{head}\n{values}"
 
 
-def _device(name: str):
+def device_from_option(name: str):
+    """The torch device of a --device option (auto, cpu, cuda, cuda:N); a one-line UserError when unusable."""
     import torch
 
     from tir.errors import UserError
@@ -42,6 +43,7 @@ def run_eval(
     image_root: str | None,
     plot: bool,
     allow_other_manifest: bool = False,
+    worst: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run folder's best checkpoint (or a checkpoint file); write its per-query table and plot."""
     from tir.errors import UserError
@@ -55,7 +57,7 @@ def run_eval(
     from tir.training.image_cache import ImageStore, build_cache
     from tir.training.retrieval_plot import plot_retrievals
 
-    device = _device(device_name)
+    device = device_from_option(device_name)
     method, config, state = load_method(checkpoint, device)
     if checkpoint.is_dir():
         run_dir, file = checkpoint, checkpoint / (BEST if (checkpoint / BEST).exists() else LAST)
@@ -105,7 +107,7 @@ def run_eval(
     summary["per_query"] = str(ranks)
     if plot:
         summary["plot"] = str(plot_retrievals(result.per_query, data.queries, data.gallery, images_root,
-                                              run_dir / f"eval-{split}.png"))
+                                              run_dir / f"eval-{split}.png", worst=worst))
     return summary
 
 
@@ -128,18 +130,24 @@ def run_eval(
               help="Score the run even when the manifest is not the one it was trained on (refused otherwise); "
                    "the result then carries a warning.")
 @click.option("--plot/--no-plot", default=True, show_default=True,
-              help="Draw eval-<split>.png in the run folder: a few queries with their top-5 images, hits green.")
+              help="Draw eval-<split>.png in the run folder: six queries (a seeded choice, the same for every "
+                   "run of the dataset) with their top-5 images, hits green, and a miss's correct image with its rank.")
+@click.option("--worst", type=click.IntRange(min=1), metavar="N",
+              help="Draw the N queries with the worst first-hit rank instead of the seeded choice.")
 def evaluate(run_or_checkpoint: Path, split: str, json_path: Path | None, batch_size: int | None, device: str,
-             manifests: str | None, image_root: str | None, allow_other_manifest: bool, plot: bool) -> None:
+             manifests: str | None, image_root: str | None, allow_other_manifest: bool, plot: bool,
+             worst: int | None) -> None:
     """Evaluate a trained run: R@1/5/10, mAP, mINP and rSum on the test split.
 
     RUN_OR_CHECKPOINT is a run folder (runs/<name>: its best.pt, else last.pt) or a .pt file
     written by `tir train`. Per-query ranks go to eval-<split>.parquet in the run folder
-    (pair_index, pid, first_hit_rank, ap, inp, n_hits, top10 image indices).
+    (pair_index, pid, first_hit_rank, ap, inp, n_hits, top10 image indices, caption, image_path,
+    first_hit_image, first_hit_path, top10_paths).
     """
     from tir.pipeline.store import write_json_atomic
 
-    summary = run_eval(run_or_checkpoint, split, device, batch_size, manifests, image_root, plot, allow_other_manifest)
+    summary = run_eval(run_or_checkpoint, split, device, batch_size, manifests, image_root, plot, allow_other_manifest,
+                       worst)
     if summary["manifest_warning"]:
         click.echo(f"WARNING: {summary['manifest_warning']}", err=True)
     click.echo(f"{summary['method']} on {summary['dataset']} {split}: {summary['queries']:,} queries x "

@@ -66,14 +66,20 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, "tir_version": __version__, **state}, tmp)
 
 
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file a run folder stands for (``best.pt``, else ``last.pt``), or ``path`` itself."""
+    p = Path(path)
+    if p.is_dir():
+        return p / BEST if (p / BEST).exists() else p / LAST
+    return p
+
+
 def read_checkpoint(path: str | Path, resume: bool = False) -> dict[str, Any]:
     """Load a checkpoint file, or ``best.pt`` (else ``last.pt``) of a run folder, onto the CPU.
 
     A file that is not a tir checkpoint or lacks what it must hold (``resume``: the training state
     too) is a one-line UserError."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / BEST if (p / BEST).exists() else p / LAST
+    p = checkpoint_path(path)
     if not p.is_file():
         raise UserError("no checkpoint here; pass a run folder (runs/<name>) or a .pt file written by `tir train`", path=p)
     try:

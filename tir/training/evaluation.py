@@ -8,7 +8,8 @@ API (used by the engine for validation each epoch and by ``tir eval``)::
     data = eval_data(manifest_df, "test", load_image, tokenize, batch_size=256, num_workers=4)
     result = evaluate(method, data, device)      # -> EvalResult
     result.metrics     # {"R1", "R5", "R10", "mAP", "mINP", "rSum"} in percent
-    result.per_query   # DataFrame: pair_index, pid, first_hit_rank, ap, inp, n_hits, top10
+    result.per_query   # DataFrame: pair_index, pid, first_hit_rank, ap, inp, n_hits, top10, caption,
+                       # image_path, first_hit_image, first_hit_path, top10_paths
 
 ``load_image(image_path) -> Tensor[3, H, W]`` is the test-time transform (no augmentation) and
 ``tokenize(captions) -> LongTensor[n, L]`` the text tokenizer. ``evaluate`` runs the method in
@@ -186,8 +187,15 @@ def evaluate(
 
 
 def per_query_table(data: EvalData, ranks: ChunkRanks) -> pd.DataFrame:
-    """One row per query: pair_index, pid, first_hit_rank (0 = none), ap, inp, n_hits, top10 image_index."""
+    """One row per query: pair_index, pid, first_hit_rank (0 = none), ap, inp, n_hits, top10 image_index,
+    and for failure analysis the caption, its own image_path, the best-ranked hit (first_hit_image, -1 = none;
+    first_hit_path, None = none) and the top-10 image paths."""
     image_index = data.gallery["image_index"].to_numpy(np.int64)
+    image_path = data.gallery["image_path"].to_numpy(object)
+    top = ranks.top.numpy()
+    first_hit = ranks.first_hit.numpy()
+    found = first_hit >= 0
+    own_path = dict(zip(image_index, image_path))
     return pd.DataFrame(
         {
             "pair_index": data.queries["pair_index"].to_numpy(np.int64),
@@ -196,6 +204,11 @@ def per_query_table(data: EvalData, ranks: ChunkRanks) -> pd.DataFrame:
             "ap": ranks.ap.numpy(),
             "inp": ranks.inp.numpy(),
             "n_hits": ranks.n_hits.numpy(),
-            "top10": list(image_index[ranks.top.numpy()]),
+            "top10": list(image_index[top]),
+            "caption": data.queries["caption"].to_numpy(object),
+            "image_path": [own_path.get(int(i)) for i in data.queries["image_index"]],
+            "first_hit_image": np.where(found, image_index[np.maximum(first_hit, 0)], -1),
+            "first_hit_path": np.where(found, image_path[np.maximum(first_hit, 0)], None),
+            "top10_paths": [list(row) for row in image_path[top]],
         }
     )

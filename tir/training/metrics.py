@@ -51,6 +51,7 @@ class ChunkRanks:
     inp: torch.Tensor  # float64 in [0, 1]
     n_hits: torch.Tensor  # int64
     top: torch.Tensor  # int64 [q, top_k]: gallery indices of the best-ranked images
+    first_hit: torch.Tensor  # int64, gallery index of the best-ranked hit (-1 when the query has no hit)
 
 
 # Similarity entries compared per block of hits: 2 MiB of float32 stays in a CPU core's cache through the
@@ -144,6 +145,7 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
     padded = torch.cat([rank.new_zeros(1), rank])  # padded[0] = 0 for queries without a hit
     first_rank = padded[torch.where(has_hit, starts + 1, 0)]
     last_rank = padded[ends].clamp(min=1)
+    first_hit = torch.cat([hit_cols.new_full((1,), -1), hit_cols[by_rank]])[torch.where(has_hit, starts + 1, 0)]
     ap = precision_sum / n_hits.clamp(min=1).double()
     inp = n_hits.double() / last_rank.double()
     return ChunkRanks(
@@ -152,6 +154,7 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
         inp=inp.cpu(),
         n_hits=n_hits.long().cpu(),
         top=_top_indices(sim, top_k).cpu(),
+        first_hit=first_hit.long().cpu(),
     )
 
 

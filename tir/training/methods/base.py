@@ -78,6 +78,11 @@ class Method(nn.Module, abc.ABC):
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
         """Similarity [n_text, n_image] used to rank the gallery (higher is more similar)."""
 
+    def text_token_weights(self, text: torch.Tensor) -> torch.Tensor | None:
+        """How much the test similarity relies on each token of ``text`` [B, L] (0 = not at all), for showing
+        which words a search attended to; None when the method has no such notion (global features only)."""
+        return None
+
     def new_modules(self) -> Iterable[nn.Module]:
         """Modules created by the method (trained at the larger learning rate); the backbone is not one."""
         return ()

@@ -51,6 +51,15 @@ class GlobalAndSelectedRetrieval:
     def encode_text(self, text: torch.Tensor) -> Features:
         return self._both(self.text_select, self.backbone.encode_text(text, attention=True))
 
+    def text_token_weights(self, text: torch.Tensor) -> torch.Tensor:
+        """The end token's attention on the tokens that token selection keeps (0 elsewhere)."""
+        features = self.backbone.encode_text(text, attention=True)
+        valid, scores = features["valid"], features["attention"].float()
+        keep = torch.clamp((valid.sum(dim=1).float() * self.text_select.ratio).floor().long(), min=1)
+        order = scores.masked_fill(~valid, float("-inf")).argsort(dim=1, descending=True)
+        kept = torch.zeros_like(valid).scatter_(1, order, torch.arange(text.shape[1], device=text.device).expand_as(order) < keep[:, None])
+        return torch.where(kept & valid, scores, torch.zeros_like(scores))
+
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
         whole = text_features["global"] @ image_features["global"].t()
         selected = text_features["selected"] @ image_features["selected"].t()
