@@ -173,3 +173,47 @@ def test_ccma_tests_by_global_features_and_checks_its_options() -> None:
         _ccma(intra_modal="both")
     with pytest.raises(UserError, match="diff_heads"):
         _ccma(diff_heads=3)
+
+
+@pytest.mark.parametrize("dataset", ["CUHK-PEDES", *(pytest.param(name, marks=pytest.mark.slow) for name in ("ICFG-PEDES", "RSTPReid"))])
+def test_ccma_trains_and_evaluates_on_each_format(dataset: str, tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from tir.cli import cli
+
+    runner = CliRunner()
+    raw, manifests = tmp_path / "raw", tmp_path / "manifests"
+    for args in (["synth", dataset, "--out", str(raw), "--ids", "12", "--images-per-id", "2", "--size", "32x64", "--jobs", "1"],
+                 ["prepare", dataset, "--root", str(raw), "--out", str(manifests / dataset), "--jobs", "1"],
+                 ["train", "--dataset", dataset, "--manifests", str(manifests), "--model", "tir-micro", "--method", "ccma",
+                  "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--workers", "0", "--out", str(tmp_path / "runs"),
+                  "--name", "ccma", "--set", "image_size=[64, 32]", "--set", "text_length=24",
+                  "--set", "max_steps_per_epoch=2", "--set", "method_options.intra_modal=paper"],
+                 ["eval", str(tmp_path / "runs" / "ccma"), "--json", str(tmp_path / "eval.json"), "--device", "cpu", "--no-plot"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, f"tir {args[0]}: {result.output}"
+    metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert 0 < metrics["R10"] <= 100 and 0 < metrics["mAP"] <= 100
+    logged = [json.loads(line) for line in (tmp_path / "runs" / "ccma" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss_imal" in json.dumps(row) for row in logged)
+
+
+def test_recipes_resolve_to_the_reference_settings_and_build() -> None:
+    from pathlib import Path
+
+    from tir.training import config as config_io
+    from tir.training.build import build_method, check_config
+
+    recipes = sorted(Path(__file__).resolve().parents[1].glob("configs/ccma_*.yaml"))
+    assert [p.stem for p in recipes] == ["ccma_cuhk-pedes", "ccma_icfg-pedes", "ccma_rstpreid"]
+    for recipe in recipes:
+        config = config_io.resolve(recipe)
+        check_config(config)
+        assert config["method"] == "ccma" and (config["optimizer"], config["eps"]) == ("adam", 1e-3)
+        assert (config["batch_size"], config["epochs"], config["image_size"]) == (64, 60, [384, 128])
+        assert config["method_options"]["temperature"] == 0.02
+    config = config_io.resolve(recipes[0], overrides=["model=tir-micro", "image_size=[64, 32]", "quick_gelu=false"])
+    method = build_method(config, num_classes=2, with_pretrained=False)
+    assert method.imal_options == {"intra_modal": "reference", "temperature": 0.5, "gamma": 0.05, "kl_weight": 0.005}
