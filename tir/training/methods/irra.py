@@ -12,7 +12,7 @@ from torch import nn
 from tir.training.heads.cross_modal import CrossModalMLM
 from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
 from tir.training.lr_rules import LrRule
-from tir.training.methods.base import Method, StepContext, register
+from tir.training.methods.base import Features, Method, StepContext, register
 from tir.training.methods.global_retrieval import GlobalRetrieval
 from tir.training.mlm import random_token_mask
 from tir.training.model import Backbone
@@ -63,8 +63,12 @@ class Irra(GlobalRetrieval, Method):
         """IRRA's rates: the classifier at the new-module rate, the cross-modal module as CrossModalMLM says."""
         return [LrRule(self.classifier), *self.cross_modal.lr_rules()]
 
-    def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
-        backbone, text, pids = self.backbone, batch["text"], batch["pids"]
+    def encode_pair(
+        self, batch: dict[str, torch.Tensor], context: StepContext
+    ) -> tuple[Features, Features, torch.Tensor, torch.Tensor]:
+        """Image features, caption features (clean, or the masked caption's with ``irra_mask_leak``),
+        and the MLM logits with their labels at the masked positions."""
+        backbone, text = self.backbone, batch["text"]
         masked, labels = random_token_mask(
             text,
             batch["pair_index"],
@@ -77,15 +81,23 @@ class Irra(GlobalRetrieval, Method):
         )
         image = backbone.encode_image(batch["images"])
         masked_text = backbone.encode_text(masked)
-        clean_text = masked_text if self.mask_leak else backbone.encode_text(text)
+        caption = masked_text if self.mask_leak else backbone.encode_text(text)
         picked = labels != IGNORE_INDEX
         logits = self.cross_modal(masked_text["tokens"], image["tokens"], picked)
-        labels = labels[picked]
+        return image, caption, logits, labels[picked]
+
+    def irra_losses(
+        self, image: Features, caption: Features, logits: torch.Tensor, labels: torch.Tensor, pids: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """SDM, ID and MLM losses (weighted) and the MLM accuracy, from ``encode_pair``'s outputs."""
         out = {
-            "loss_sdm": self.weights["sdm"] * sdm(image["global"], clean_text["global"], pids, self.scale),
+            "loss_sdm": self.weights["sdm"] * sdm(image["global"], caption["global"], pids, self.scale),
             "loss_id": self.weights["id"]
-            * id_loss(self.classifier(image["global"]), self.classifier(clean_text["global"]), pids),
+            * id_loss(self.classifier(image["global"]), self.classifier(caption["global"]), pids),
             "loss_mlm": self.weights["mlm"] * mlm_loss(logits, labels),
         }
         out["mlm_acc"] = mlm_accuracy(logits.detach(), labels)
         return out
+
+    def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
+        return self.irra_losses(*self.encode_pair(batch, context), batch["pids"])
