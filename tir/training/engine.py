@@ -289,7 +289,8 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     for epoch in range(start, epochs if stop_after is None else min(epochs, stop_after)):
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
         data.train.set_epoch(epoch)
-        context = EpochContext(epoch, device, int(config["seed"]), len(data.train), _clean_batches(data, config, device, epoch), data.noise_truth)
+        context = EpochContext(epoch, device, int(config["seed"]), len(data.train), _clean_batches(data, config, device, epoch),
+                               data.noise_truth, train_set=data.train)
         record: dict[str, Any] = {"epoch": epoch + 1, **method.on_epoch_start(context)}
         began = time.perf_counter()
         means, step = _run_epoch(loop, epoch, step, epochs)
