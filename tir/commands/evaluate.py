@@ -108,6 +108,11 @@ def run_eval(
     if plot:
         summary["plot"] = str(plot_retrievals(result.per_query, data.queries, data.gallery, images_root,
                                               run_dir / f"eval-{split}.png", worst=worst))
+        from tir.training.methods.base import EvalFigures
+
+        summary.update(method.eval_figures(EvalFigures(result.per_query, data.queries, data.gallery, images_root,
+                                                       tokenizer_for(config), config["text_length"], device,
+                                                       run_dir / f"eval-{split}")))
     return summary
 
 

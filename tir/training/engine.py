@@ -323,7 +323,7 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
     for epoch in range(start, epochs if stop_after is None else min(epochs, stop_after)):
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
         context = EpochContext(epoch, device, int(config["seed"]), len(data.train), _clean_batches(data, config, device, epoch, info),
-                               data.noise_truth, amp=dtype)
+                               data.noise_truth, amp=dtype, train_set=data.train)
         record: dict[str, Any] = {"epoch": epoch + 1, **method.on_epoch_start(context)}
         began = time.perf_counter()
         means, step = _run_epoch(loop, epoch, step, epochs)

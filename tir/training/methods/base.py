@@ -10,6 +10,7 @@ import abc
 import inspect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -37,7 +38,8 @@ class EpochContext:
     ``clean_batches()`` iterates the train set once without augmentation (each batch carries
     ``index``: positions in the train dataset); ``noise_truth`` is the known ``is_noisy`` flag per
     train-dataset position when the run uses a noise file, else None; ``amp`` the run's autocast
-    dtype (None: float32), for passes over the data (tir.training.precision.autocast).
+    dtype (None: float32), for passes over the data (tir.training.precision.autocast); ``train_set`` the
+    train dataset itself (tir.training.data.TrainDataset: its ``text``, ``pids``, ``image_rows`` by position).
     """
 
     epoch: int
@@ -48,6 +50,7 @@ class EpochContext:
     noise_truth: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     amp: torch.dtype | None = None
+    train_set: Any = None
 
 
 class Method(nn.Module, abc.ABC):
@@ -96,6 +99,28 @@ class Method(nn.Module, abc.ABC):
     def on_epoch_start(self, context: EpochContext) -> dict[str, float]:
         """Hook run before each epoch (e.g. RDE's consensus division); returns metrics to log."""
         return {}
+
+    def eval_figures(self, figures: "EvalFigures") -> dict[str, str]:
+        """Method-specific pictures `tir eval --plot` writes beside its retrieval picture (name -> path)."""
+        return {}
+
+
+@dataclass
+class EvalFigures:
+    """What `tir eval` hands ``Method.eval_figures``: the evaluated split and where to write.
+
+    ``per_query`` is EvalResult.per_query, ``queries`` has pair_index / pid / image_index / caption,
+    ``gallery`` image_index / image_path / pid; ``tokenizer`` the run's open_clip tokenizer.
+    """
+
+    per_query: Any
+    queries: Any
+    gallery: Any
+    image_root: Path
+    tokenizer: Any
+    text_length: int
+    device: torch.device
+    out_stem: Path  # e.g. runs/x/eval-test: figures go to <out_stem>-<name>.png
 
 
 METHODS: dict[str, type[Method]] = {}
