@@ -45,6 +45,10 @@ AMP = click.Choice(["auto", "bf16", "fp16", "off"])
 @click.option("--rde-eval-mode-train", is_flag=True,
               help="rde: leave the model in eval mode after each epoch's consensus division, as RDE's published "
                    "code does; off by default. Same as --set method_options.rde_eval_mode_train=true.")
+@click.option("--pretrained-cnn", type=click.Path(path_type=Path), default=None,
+              help="cfack: a local torchvision checkpoint (torch.save(model.state_dict(), path)) of the CNN branch "
+                   "chosen by method_options.cnn (resnet50 by default); nothing is downloaded. Default: random "
+                   "weights. Same as --set method_options.pretrained_cnn=PATH.")
 @click.option("--resume", is_flag=True,
               help="Continue the run <out>/<name> from its last.pt with its saved config (only --device and "
                    "--workers may change); it ends exactly where an uninterrupted run would.")
@@ -53,6 +57,7 @@ def train(
     overrides: tuple[str, ...],
     irra_mask_leak: bool,
     rde_eval_mode_train: bool,
+    pretrained_cnn: Path | None,
     resume: bool,
     **options,
 ) -> None:
@@ -71,6 +76,8 @@ def train(
     flags = {"irra_mask_leak": irra_mask_leak, "rde_eval_mode_train": rde_eval_mode_train}
     overrides += tuple(f"method_options.{name}=true" for name, given in flags.items() if given)
     config = config_io.resolve(config_file, overrides, options)
+    if pretrained_cnn is not None:
+        config["method_options"]["pretrained_cnn"] = str(pretrained_cnn)
     run_dir = run_training(config, resume=resume)
     if is_main_process():
         click.echo(str(run_dir))

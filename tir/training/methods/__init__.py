@@ -2,3 +2,4 @@
 
 from . import clip, hkgr, irra  # noqa: F401
 from . import rde  # noqa: F401
+from . import cfack  # noqa: F401
