@@ -44,6 +44,7 @@ def run_eval(
     plot: bool,
     allow_other_manifest: bool = False,
     worst: int | None = None,
+    rerank_k: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a run folder's best checkpoint (or a checkpoint file); write its per-query table and plot."""
     from tir.errors import UserError
@@ -84,7 +85,7 @@ def run_eval(
     tokenize = make_tokenize(tokenizer_for(config), config["text_length"])
     data = eval_data(manifest, split, load_image, tokenize, batch_size or config["eval_batch_size"],
                      num_workers=config["num_workers"] if device.type == "cuda" else 0)
-    result = evaluate(method, data, device, amp=amp_dtype(str(config["amp"]), device))
+    result = evaluate(method, data, device, amp=amp_dtype(str(config["amp"]), device), rerank_k=rerank_k)
 
     import pyarrow as pa
 
@@ -105,6 +106,13 @@ def run_eval(
                               options={"split": split}, inputs={"checkpoint": file, "manifest": manifest_path},
                               extra={"metrics": result.metrics})
     summary["per_query"] = str(ranks)
+    if result.reranked is not None:  # a re-ranking method (cfack): its matching head re-scores each top k
+        reranked = pa.Table.from_pandas(result.reranked_per_query, preserve_index=False)
+        summary.update(rerank_k=rerank_k, metrics_reranked=result.reranked, rerank_seconds=round(result.rerank_seconds, 2))
+        summary["per_query_reranked"] = str(store.write_table(
+            reranked, run_dir / f"eval-{split}-reranked.parquet", stage="eval",
+            options={"split": split, "rerank_k": rerank_k}, inputs={"checkpoint": file, "manifest": manifest_path},
+            extra={"metrics": result.reranked}))
     if plot:
         summary["plot"] = str(plot_retrievals(result.per_query, data.queries, data.gallery, images_root,
                                               run_dir / f"eval-{split}.png", worst=worst))
@@ -134,13 +142,17 @@ def run_eval(
 @click.option("--allow-other-manifest", is_flag=True,
               help="Score the run even when the manifest is not the one it was trained on (refused otherwise); "
                    "the result then carries a warning.")
+@click.option("--rerank-k", type=click.IntRange(min=0), default=128, show_default=True,
+              help="Methods with a matching head (cfack): also re-score each query's top K gallery images by it and "
+                   "report those metrics beside the plain ones (eval-<split>-reranked.parquet); 0 turns it off. "
+                   "Other methods ignore it.")
 @click.option("--plot/--no-plot", default=True, show_default=True,
               help="Draw eval-<split>.png in the run folder: six queries (a seeded choice, the same for every "
                    "run of the dataset) with their top-5 images, hits green, and a miss's correct image with its rank.")
 @click.option("--worst", type=click.IntRange(min=1), metavar="N",
               help="Draw the N queries with the worst first-hit rank instead of the seeded choice.")
 def evaluate(run_or_checkpoint: Path, split: str, json_path: Path | None, batch_size: int | None, device: str,
-             manifests: str | None, image_root: str | None, allow_other_manifest: bool, plot: bool,
+             manifests: str | None, image_root: str | None, allow_other_manifest: bool, rerank_k: int, plot: bool,
              worst: int | None) -> None:
     """Evaluate a trained run: R@1/5/10, mAP, mINP and rSum on the test split.
 
@@ -152,12 +164,15 @@ def evaluate(run_or_checkpoint: Path, split: str, json_path: Path | None, batch_
     from tir.pipeline.store import write_json_atomic
 
     summary = run_eval(run_or_checkpoint, split, device, batch_size, manifests, image_root, plot, allow_other_manifest,
-                       worst)
+                       worst, rerank_k)
     if summary["manifest_warning"]:
         click.echo(f"WARNING: {summary['manifest_warning']}", err=True)
     click.echo(f"{summary['method']} on {summary['dataset']} {split}: {summary['queries']:,} queries x "
                f"{summary['gallery']:,} images, checkpoint {summary['checkpoint']} (epoch {summary['epoch']})")
     click.echo(metrics_table(summary["metrics"]))
+    if "metrics_reranked" in summary:
+        click.echo(f"re-ranked (top {summary['rerank_k']} re-scored by the matching head, {summary['rerank_seconds']} s):")
+        click.echo(metrics_table(summary["metrics_reranked"]))
     click.echo(f"per-query ranks: {summary['per_query']}" + (f"; plot: {summary['plot']}" if plot else ""))
     if json_path is not None:
         write_json_atomic(json_path, summary)

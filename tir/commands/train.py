@@ -64,6 +64,10 @@ def _resumed(config: dict, given: set[str]) -> dict:
 @click.option("--rde-eval-mode-train", is_flag=True,
               help="rde: leave the model in eval mode after each epoch's consensus division, as RDE's published "
                    "code does; off by default. Same as --set method_options.rde_eval_mode_train=true.")
+@click.option("--pretrained-cnn", type=click.Path(path_type=Path), default=None,
+              help="cfack: a local torchvision checkpoint (torch.save(model.state_dict(), path)) of the CNN branch "
+                   "chosen by method_options.cnn (resnet50 by default); nothing is downloaded. Default: random "
+                   "weights. Same as --set method_options.pretrained_cnn=PATH.")
 @click.option("--resume", is_flag=True,
               help="Continue the run <out>/<name> from its last.pt with its saved config; it ends exactly where an "
                    "uninterrupted run would. Only --device and --workers may change, and a larger --epochs "
@@ -74,6 +78,7 @@ def train(
     overrides: tuple[str, ...],
     irra_mask_leak: bool,
     rde_eval_mode_train: bool,
+    pretrained_cnn: Path | None,
     resume: bool,
     **options,
 ) -> None:
@@ -95,6 +100,8 @@ def train(
     config = config_io.resolve(config_file, overrides, options)
     if resume:
         config = _resumed(config, given_keys(config_file, overrides, options))
+    if pretrained_cnn is not None:
+        config["method_options"]["pretrained_cnn"] = str(pretrained_cnn)
     run_dir = run_training(config, resume=resume)
     if is_main_process():
         click.echo(str(run_dir))

@@ -36,7 +36,13 @@ def build_method(config: Mapping[str, Any], num_classes: int, with_pretrained: b
         quick_gelu=bool(config["quick_gelu"]),
     )
     backbone.grad_checkpointing = bool(config.get("grad_checkpointing", False))
-    return create_method(config["method"], backbone, num_classes, dict(config["method_options"] or {}))
+    options = dict(config["method_options"] or {})
+    if not with_pretrained:  # the checkpoint holds these weights
+        from tir.training import methods  # noqa: F401  (registers every method)
+
+        skipped = METHODS[config["method"]].weight_file_options if config["method"] in METHODS else frozenset()
+        options = {key: value for key, value in options.items() if key not in skipped}
+    return create_method(config["method"], backbone, num_classes, options)
 
 
 def tokenizer_for(config: Mapping[str, Any]):

@@ -142,6 +142,7 @@ def _run_epoch(loop: _Loop, epoch: int, step: int, epochs: int) -> tuple[dict[st
                 torch.nn.utils.clip_grad_norm_(loop.model.parameters(), loop.grad_clip)
             loop.scaler.step(loop.optimizer)
             loop.scaler.update()
+            loop.method.after_optimizer_step()
             loop.scheduler.step()
             step += 1
             for key, value in {"loss": loss, **out}.items():

@@ -17,13 +17,18 @@ eval mode under ``torch.no_grad`` (autocast to ``amp``) and restores its previou
 computed ``chunk_size`` queries at a time, so the full [queries, gallery] matrix never exists: only
 the per-query summary of where its hits fall and its top-10 gallery images are kept. Call it on one
 process with the unwrapped method (under DDP: rank 0, ``model.module``).
+
+``evaluate(..., rerank_k=k)`` also ranks by a ``reranks`` method's re-scoring of each query's top k
+(tir.training.rerank), chunk by chunk beside the plain ranking: ``result.reranked`` holds those
+metrics and ``result.reranked_per_query`` that table. Without it, features the method declares as
+``rerank_only_features`` are not kept.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,6 +39,7 @@ from tir.progress import progress_bar
 from tir.training.methods.base import Features, Method
 from tir.training.metrics import ChunkRanks, MetricAccumulator, rank_chunk, summarise
 from tir.training.precision import autocast
+from tir.training.rerank import reranked_similarity
 
 CHUNK_ELEMENTS = 1 << 24  # similarity entries ranked at once (about 0.5 GiB of working memory)
 TOP_K = 10
@@ -59,6 +65,19 @@ class EvalResult:
     metrics: dict[str, float]
     per_query: pd.DataFrame
     seconds: float
+    reranked: dict[str, float] | None = None  # metrics after re-ranking each query's top k (rerank_k > 0)
+    reranked_per_query: pd.DataFrame | None = None
+    rerank_seconds: float | None = None  # time spent re-scoring and ranking the re-ranked lists
+
+
+@dataclass
+class Reranking:
+    """A method's re-scoring of each query's top ``k``, collected by ``rank_features`` chunk by chunk."""
+
+    k: int
+    rescore: Callable[[Features, Features, torch.Tensor], torch.Tensor]  # (queries, gallery, candidates) -> [q, k]
+    ranks: MetricAccumulator = field(default_factory=MetricAccumulator)
+    seconds: float = 0.0
 
 
 def split_tables(manifest: pd.DataFrame, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -112,16 +131,18 @@ def encode(
     desc: str = "encode",
     quiet: bool = False,
     amp: torch.dtype | None = None,
+    skip: Collection[str] = (),
 ) -> Features:
     """Run ``encoder`` over ``batches`` (autocast to ``amp`` when given) and concatenate each named
-    feature (float32, on ``device``)."""
+    feature (float32, on ``device``), except those named in ``skip``."""
     parts: dict[str, list[torch.Tensor]] = {}
     with progress_bar(total, desc, unit="item", disable=quiet) as bar:
         for batch in batches:
             with autocast(device, amp):
                 features = encoder(batch.to(device, non_blocking=True))
             for name, value in features.items():
-                parts.setdefault(name, []).append(value.float())
+                if name not in skip:
+                    parts.setdefault(name, []).append(value.float())
             bar.update(batch.shape[0])
     if not parts:
         raise ValueError(f"{desc}: no batches to encode")
@@ -145,8 +166,10 @@ def rank_features(
     gallery_pids: np.ndarray | torch.Tensor,
     chunk_size: int | None = None,
     top_k: int = TOP_K,
+    reranking: Reranking | None = None,
 ) -> ChunkRanks:
-    """Per-query ranking summary, computing ``similarity`` for ``chunk_size`` queries at a time."""
+    """Per-query ranking summary, computing ``similarity`` for ``chunk_size`` queries at a time; with
+    ``reranking``, each chunk is also ranked after re-scoring its top k (into ``reranking.ranks``)."""
     n_queries = next(iter(text_features.values())).shape[0]
     n_gallery = next(iter(image_features.values())).shape[0]
     chunk_size = chunk_size or default_chunk_size(n_gallery)
@@ -154,8 +177,14 @@ def rank_features(
     accumulator = MetricAccumulator()
     for start in range(0, n_queries, chunk_size):
         stop = min(start + chunk_size, n_queries)
-        scores = similarity(_rows(text_features, start, stop), image_features)
+        queries = _rows(text_features, start, stop)
+        scores = similarity(queries, image_features)
         accumulator.add(rank_chunk(scores, query_pids[start:stop], gallery_pids, top_k=top_k))
+        if reranking is not None:
+            began = time.perf_counter()
+            reranked = reranked_similarity(scores, reranking.k, lambda top: reranking.rescore(queries, image_features, top))
+            reranking.ranks.add(rank_chunk(reranked, query_pids[start:stop], gallery_pids, top_k=top_k))
+            reranking.seconds += time.perf_counter() - began
     return accumulator.merged()
 
 
@@ -167,23 +196,36 @@ def evaluate(
     chunk_size: int | None = None,
     quiet: bool = False,
     amp: torch.dtype | None = None,
+    rerank_k: int = 0,
 ) -> EvalResult:
     """Metrics and the per-query table of ``method`` on ``data`` (see the module docstring); encoders
-    run under autocast to ``amp`` (the run's setting, tir.training.precision.amp_dtype) when given."""
+    run under autocast to ``amp`` (the run's setting, tir.training.precision.amp_dtype) when given. With
+    ``rerank_k`` > 0 and a ``reranks`` method, also the metrics after re-ranking each query's top ``rerank_k``."""
     device = torch.device(device)
     began = time.perf_counter()
     was_training = method.training
     method.eval()
+    reranking = Reranking(rerank_k, method.rerank) if rerank_k > 0 and method.reranks else None
+    skip = () if reranking is not None else method.rerank_only_features
     try:
-        image_features = encode(method.encode_image, data.gallery_batches(), device, len(data.gallery), "gallery", quiet, amp)
-        text_features = encode(method.encode_text, data.query_batches(), device, len(data.queries), "queries", quiet, amp)
+        image_features = encode(method.encode_image, data.gallery_batches(), device, len(data.gallery), "gallery", quiet, amp,
+                                skip)
+        text_features = encode(method.encode_text, data.query_batches(), device, len(data.queries), "queries", quiet, amp,
+                               skip)
         gallery_pids = torch.tensor(data.gallery["pid"].to_numpy(np.int64), device=device)
         query_pids = torch.tensor(data.queries["pid"].to_numpy(np.int64), device=device)
-        ranks = rank_features(method.similarity, text_features, image_features, query_pids, gallery_pids, chunk_size)
+        ranks = rank_features(method.similarity, text_features, image_features, query_pids, gallery_pids, chunk_size,
+                              reranking=reranking)
     finally:
         method.train(was_training)
     metrics = summarise(ranks.first_rank, ranks.ap, ranks.inp)
-    return EvalResult(metrics, per_query_table(data, ranks), time.perf_counter() - began)
+    result = EvalResult(metrics, per_query_table(data, ranks), time.perf_counter() - began)
+    if reranking is not None:
+        reranked = reranking.ranks.merged()
+        result.reranked = summarise(reranked.first_rank, reranked.ap, reranked.inp)
+        result.reranked_per_query = per_query_table(data, reranked)
+        result.rerank_seconds = reranking.seconds
+    return result
 
 
 def per_query_table(data: EvalData, ranks: ChunkRanks) -> pd.DataFrame:

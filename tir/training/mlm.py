@@ -34,12 +34,32 @@ def random_token_mask(
     probability: float = 0.15,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked ids and MLM labels (-100 where not predicted), [B, L] long each."""
-    words = token_words(text, special_ids)
-    return mask_tokens(
+    return capped_word_mask(text, token_words(text, special_ids), pair_index, epoch=epoch, seed=seed,
+                            mask_token_id=mask_token_id, vocab_size=vocab_size, special_ids=special_ids,
+                            probability=probability, max_masks=0)
+
+
+def capped_word_mask(
+    text: torch.Tensor,
+    word_ids: torch.Tensor,
+    pair_index: torch.Tensor,
+    *,
+    epoch: int,
+    seed: int,
+    mask_token_id: int,
+    vocab_size: int,
+    special_ids: Sequence[int],
+    probability: float,
+    max_masks: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each whole word of ``word_ids`` masked with ``probability`` (80/10/10), keeping at most ``max_masks``
+    masked tokens per caption (0: no cap; the tokens kept are drawn per (seed, epoch, pair_index), the
+    others restored): masked ids and MLM labels (-100 where not predicted)."""
+    masked, labels = mask_tokens(
         text,
-        words,
-        torch.zeros_like(words),
-        torch.full_like(words, -1),
+        word_ids,
+        torch.zeros_like(word_ids),
+        torch.full_like(word_ids, -1),
         pair_index,
         epoch=epoch,
         seed=seed,
@@ -49,3 +69,11 @@ def random_token_mask(
         random_rate=probability,
         special_ids=special_ids,
     )
+    chosen = labels != -100
+    if max_masks <= 0 or int(chosen.sum(1).max()) <= max_masks:
+        return masked, labels
+    rows = [torch.rand(text.shape[1], generator=torch.Generator().manual_seed(hash((seed, epoch, pair)) & 0x7FFFFFFFFFFFFFFF))
+            for pair in pair_index.tolist()]
+    score = torch.stack(rows).to(text.device).masked_fill(~chosen, 2.0)  # chosen tokens first, in random order
+    kept = torch.zeros_like(chosen).scatter_(1, score.argsort(dim=1)[:, :max_masks], True) & chosen
+    return torch.where(kept, masked, text), torch.where(kept, labels, torch.full_like(labels, -100))

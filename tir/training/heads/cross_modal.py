@@ -50,8 +50,24 @@ class CrossModalMLM(nn.Module):
         return [LrRule(self.cross_attn, biases_as_backbone=True), LrRule(self.transformer, biases_as_backbone=True),
                 LrRule(self.head)]
 
-    def forward(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
+    def fuse(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor, text_padding: torch.Tensor | None = None) -> torch.Tensor:
+        """Fused text tokens [B, Lt, D]: cross-attention to the image tokens, then the transformer, whose
+        self-attention ignores the ``text_padding`` [B, Lt] bool positions when given (IRRA gives none)."""
         image = self.ln_pre_image(image_tokens)
         x = self.cross_attn(self.ln_pre_text(text_tokens), image, image, need_weights=False)[0]
-        x = self.ln_post(self.transformer(x))
+        mask = None
+        if text_padding is not None:
+            heads = self.transformer.resblocks[0].attn.num_heads
+            keys = torch.zeros(text_padding.shape, dtype=x.dtype, device=x.device).masked_fill(text_padding, float("-inf"))
+            mask = keys[:, None, :].expand(-1, text_padding.shape[1], -1).repeat_interleave(heads, dim=0)
+        return self.ln_post(self.transformer(x, attn_mask=mask))
+
+    def forward(
+        self,
+        text_tokens: torch.Tensor,
+        image_tokens: torch.Tensor,
+        select: torch.Tensor | None = None,
+        text_padding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.fuse(text_tokens, image_tokens, text_padding)
         return self.head(x if select is None else x[select])

@@ -4,3 +4,4 @@ from . import clip, hkgr, irra  # noqa: F401
 from . import rde  # noqa: F401
 from . import ccma  # noqa: F401
 from . import ssan  # noqa: F401
+from . import cfack  # noqa: F401

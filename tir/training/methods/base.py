@@ -64,6 +64,12 @@ class Method(nn.Module, abc.ABC):
     name: ClassVar[str]
     # mask_plans.parquet under `mask_plans: auto`: True needs it, False never reads it, None uses it when present
     uses_mask_plans: ClassVar[bool | None] = None
+    reranks: ClassVar[bool] = False
+    """Whether ``rerank`` re-scores a query's top candidates at test time (``tir eval --rerank-k``)."""
+    rerank_only_features: ClassVar[frozenset[str]] = frozenset()
+    """Feature names that only ``rerank`` reads: evaluation drops them when it does not re-rank."""
+    weight_file_options: ClassVar[frozenset[str]] = frozenset()
+    """Options naming weight files read at construction; left out when a checkpoint supplies the weights."""
 
     @abc.abstractmethod
     def forward(self, batch: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor]:
@@ -99,6 +105,14 @@ class Method(nn.Module, abc.ABC):
     def on_epoch_start(self, context: EpochContext) -> dict[str, float]:
         """Hook run before each epoch (e.g. RDE's consensus division); returns metrics to log."""
         return {}
+
+    def after_optimizer_step(self) -> None:
+        """Hook run after each optimiser step (e.g. the EMA update of momentum encoders)."""
+
+    def rerank(self, text_features: Features, image_features: Features, candidates: torch.Tensor) -> torch.Tensor:
+        """New scores [q, k] (higher is better) of each query's ``candidates`` [q, k] (gallery indices, best
+        first by ``similarity``); ``text_features`` holds the q queries' rows. Only for ``reranks`` methods."""
+        raise NotImplementedError(f"method {self.name!r} does not re-rank")
 
     def eval_figures(self, figures: "EvalFigures") -> dict[str, str]:
         """Method-specific pictures `tir eval --plot` writes beside its retrieval picture (name -> path)."""
