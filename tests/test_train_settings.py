@@ -31,11 +31,19 @@ torch.set_num_threads(1)
     ("val_fraction=1.5", "val_fraction=1.5 must be below 1"),
     ("img_aug=maybe", "img_aug='maybe' is not true or false"),
     ("best_metric=loss", "best_metric='loss' must be one of R1"),
+    ("eps=0", "eps=0 must be above 0"),
 ])
 def test_bad_values_are_refused_with_the_key(override, fragment):
     with pytest.raises(UserError, match="bad config value") as error:
         config_io.resolve(overrides=[override])
     assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_defaults_and_every_shipped_recipe_validate():
+    """The defaults (eps null: the optimiser's reference value) and each recipe in configs/ pass validation."""
+    config_io.validate(config_io.resolve())
+    for name in config_io.recipe_names():
+        config_io.validate(config_io.resolve(config_io.find_recipe(name)))
 
 
 def test_every_bad_key_is_named_in_one_message(tmp_path):

@@ -260,9 +260,9 @@ RULES: dict[str, Any] = {
     "bias_lr_factor": _number(0, low_open=True),
     "weight_decay": _number(0),
     "betas": _pair(_number(0, 1, high_open=True), "numbers in [0, 1)"),
-    "eps": _number(0, low_open=True),
+    "eps": _optional(_number(0, low_open=True)),  # null: the optimiser's reference default
     "warmup_epochs": _number(0),
-    "warmup_factor": _number(0, 1, low_open=True),
+    "warmup_factor": _number(0, 1),  # 0: warm up from zero (CFACK)
     "min_lr": _number(0),
     "grad_clip": _number(0),
     "amp": _choice("auto", "bf16", "fp16", "off"),
