@@ -43,6 +43,11 @@ def _free_port() -> int:
 
 
 def _epoch_rank(rank: int, port: int, out: str) -> None:
+    from test_rde import batch as rde_batch
+    from test_rde import tiny_rde
+
+    from tir.training.methods.base import EpochContext
+
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -61,18 +66,23 @@ def _epoch_rank(rank: int, port: int, out: str) -> None:
         with torch.device("meta"):  # anything built without the run's device becomes a meta tensor
             means, _ = _run_epoch(loop, 0, 0, 1)
         dist.all_reduce = reduce
-        torch.save({"means": means, "calls": calls}, f"{out}.{rank}")
+        rde, shard = tiny_rde(), [rde_batch(6, 6 * rank)]  # RDE's division: gathers and a sum by position
+        with torch.device("meta"):
+            division = rde.on_epoch_start(EpochContext(epoch=0, device=torch.device("cpu"), seed=0, num_train=12,
+                                                       clean_batches=lambda: iter(shard)))
+        torch.save({"means": means, "calls": calls, "division": division}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
 
 
-def test_epoch_means_are_reduced_on_the_runs_device_in_one_collective(tmp_path) -> None:
+def test_the_epochs_collectives_use_the_runs_device(tmp_path) -> None:
     out = str(tmp_path / "epoch")
     mp.spawn(_epoch_rank, args=(_free_port(), out), nprocs=2, join=True)
     ranks = [torch.load(f"{out}.{rank}") for rank in range(2)]
     assert ranks[0]["means"]["loss"] == pytest.approx(ranks[1]["means"]["loss"])  # every rank logs the same mean
     assert ranks[0]["means"]["loss_itc"] > 0
     assert [shape for shape in ranks[0]["calls"] if len(shape) == 1] == [torch.Size([2])]  # loss, loss_itc at once
+    assert ranks[0]["division"] == ranks[1]["division"] and "ccd_trusted" in ranks[0]["division"]
 
 
 @pytest.fixture(scope="module")

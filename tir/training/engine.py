@@ -146,7 +146,7 @@ def _run_epoch(loop: _Loop, epoch: int, step: int, epochs: int) -> tuple[dict[st
             loop.scheduler.step()
             step += 1
             for key, value in {"loss": loss, **out}.items():
-                sums[key] = sums[key] + value.detach().float() if key in sums else value.detach().float()
+                sums[key] = sums[key] + value.detach().double() if key in sums else value.detach().double()
             images += batch["images"].shape[0] * loop.info.world_size
             bar.update(1)
             if (index + 1) % loop.log_every == 0 or index + 1 == loop.steps:
