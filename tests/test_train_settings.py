@@ -32,6 +32,8 @@ torch.set_num_threads(1)
     ("img_aug=maybe", "img_aug='maybe' is not true or false"),
     ("best_metric=loss", "best_metric='loss' must be one of R1"),
     ("eps=0", "eps=0 must be above 0"),
+    ("log_every=0", "log_every=0 must be at least 1"),
+    ("dist_timeout_minutes=-5", "dist_timeout_minutes=-5 must be above 0"),
 ])
 def test_bad_values_are_refused_with_the_key(override, fragment):
     with pytest.raises(UserError, match="bad config value") as error:

@@ -275,6 +275,9 @@ RULES: dict[str, Any] = {
     "eval_every": _int(1),
     "eval_batch_size": _int(1),
     "best_metric": _choice("R1", "R5", "R10", "mAP", "mINP", "rSum"),
+    "grad_checkpointing": _of_type(bool),
+    "log_every": _int(1),
+    "dist_timeout_minutes": _number(0, low_open=True),
 }
 
 
