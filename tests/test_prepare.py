@@ -332,11 +332,15 @@ def test_freshness_and_force(tmp_path):
     assert again.up_to_date and again.manifest.stat().st_mtime_ns == stamp and again.stats == first.stats
     assert not prepare_dataset("RSTPReid", root, out=out, jobs=1, force=True).up_to_date
     assert not prepare_dataset("RSTPReid", root, out=out, check_images=False).up_to_date  # options changed
-    (root / "data_captions.json").write_text("[]")
+    one = '[{"img_path": "x.jpg", "id": 1, "split": "train", "captions": ["a"]}]'
+    (root / "data_captions.json").write_text(one)
     rebuilt = prepare_dataset("RSTPReid", root, out=out, check_images=False)
-    assert not rebuilt.up_to_date and rebuilt.stats["kept_captions"] == 0
+    assert not rebuilt.up_to_date and rebuilt.stats["kept_captions"] == 1
     provenance = store.read_provenance(rebuilt.manifest)
-    assert provenance["stage"] == "prepare" and provenance["inputs"]["annotations"]["size"] == 2
+    assert provenance["stage"] == "prepare" and provenance["inputs"]["annotations"]["size"] == len(one)
+    (root / "data_captions.json").write_text("[]")
+    with pytest.raises(UserError, match="holds no records, so the manifest would be empty"):
+        prepare_dataset("RSTPReid", root, out=out, check_images=False)
 
 
 def test_info_summarises_a_manifest(tmp_path):
