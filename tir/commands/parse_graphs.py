@@ -36,16 +36,18 @@ def parse_graphs(dataset: str, manifests: str | None, backend: str, spacy_model:
     from tir.pipeline import store
 
     folder = dataset_dir(dataset, manifests)
-    if merge:
-        result = merge_shards(folder)
-    else:
-        options = {"batch_size": batch_size} if backend == "spacy" else {}
-        if backend in ("spacy", "sng"):
-            options["model"] = spacy_model
-        if backend == "stanza":
-            options["stanza_dir"] = stanza_dir
-        result = run(folder, backend=backend, backend_options=options, jobs=jobs,
-                     shard=parse_shard(shard) if shard else None, force=force)
+    # one writer per output: shards of one dataset may run at once, two runs of one shard may not
+    with store.stage_lock(folder, "parse-graphs" + (f"-shard-{shard.replace('/', '-of-')}" if shard and not merge else "")):
+        if merge:
+            result = merge_shards(folder)
+        else:
+            options = {"batch_size": batch_size} if backend == "spacy" else {}
+            if backend in ("spacy", "sng"):
+                options["model"] = spacy_model
+            if backend == "stanza":
+                options["stanza_dir"] = stanza_dir
+            result = run(folder, backend=backend, backend_options=options, jobs=jobs,
+                         shard=parse_shard(shard) if shard else None, force=force)
     if result.fresh:
         click.echo(f"{result.path}: up to date ({result.rows:,} graphs); use --force to rebuild")
         return

@@ -22,10 +22,12 @@ def plan_masks(dataset: str, manifests: Path | None, context_length: int, force:
     mask_plans.parquet beside them, tied to the tokenizer (name and vocabulary hash in its metadata).
     """
     from tir.knowledge.mask_plans import plan_masks as run
+    from tir.pipeline import store
     from tir.pipeline.layout import dataset_dir
 
     folder = dataset_dir(dataset, manifests)
-    result = run(folder, folder.name, context_length=context_length, force=force)
+    with store.stage_lock(folder, "plan-masks"):
+        result = run(folder, folder.name, context_length=context_length, force=force)
     if result.up_to_date:
         click.echo(f"{result.path} is up to date (same manifest, graphs and options); use --force to rebuild")
         return

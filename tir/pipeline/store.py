@@ -36,7 +36,7 @@ HASH_LIMIT = 512 * 1024 * 1024  # hash content of inputs up to 512 MiB; above th
 
 
 # ----------------------------------------------------------------------------- atomic writes
-def write_error(error: OSError, target: Path) -> UserError:
+def write_error(error: OSError, target: str | os.PathLike) -> UserError:
     """A failed write as one line naming ``target`` and what to do about it."""
     code = error.errno
     if code in (errno.ENOSPC, errno.EDQUOT):
