@@ -351,6 +351,17 @@ def test_info_summarises_a_manifest(tmp_path):
     assert any(line.split()[:4] == ["train", "2", "3", "6"] for line in text.splitlines())
 
 
+def test_info_summarises_rejects_and_a_damaged_stats_json_is_rebuilt(tmp_path):
+    result = run_records(tmp_path, [GOOD, {**GOOD, "id": "two", "file_path": "cam_a/2.png"}])
+    text = describe(result.rejects)
+    assert any(line.split() == ["bad_id", "1", "1"] for line in text.splitlines())
+    result.stats_file.write_text('{"splits": ' * 50_000)  # damaged, and deeper than Python's JSON reader goes
+    with pytest.raises(UserError, match="cannot read JSON"):
+        describe(result.stats_file)
+    again = prepare_dataset("CUHK-PEDES", tmp_path / "root", out=tmp_path / "out", check_images=False, jobs=1)
+    assert not again.up_to_date and json.loads(again.stats_file.read_text())["kept_captions"] == 1
+
+
 def test_count_warning_lists_every_difference(tmp_path):
     result = run_records(tmp_path, [GOOD])
     warning = next(w for w in result.warnings if "published" in w)
