@@ -104,7 +104,7 @@ def stage_lock(folder: str | os.PathLike, stage: str) -> Iterator[None]:
         directory.mkdir(parents=True, exist_ok=True)
         handle = lock.open("a")
     except OSError as error:
-        raise write_error(error, lock) from None
+        raise write_error(error, directory) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
