@@ -127,3 +127,22 @@ def test_curves_mark_the_chosen_epoch_show_the_lr_and_keep_loss_colours():
         assert any(line.get_label() == "best.pt (epoch 2)" and list(line.get_xdata()) == [2, 2] for line in axis.lines)
         figures[0].canvas.draw()
         assert all(float(tick).is_integer() for tick in axis.get_xticks())
+
+
+def test_resume_on_a_changed_manifest_is_refused(tmp_path):
+    from tir.commands.train import _resumed
+    from tir.training.checkpoint import data_manifest_fingerprint, save_checkpoint
+
+    manifest = tmp_path / "m" / "manifest.parquet"
+    frame = pd.DataFrame({"pair_index": [0], "split": ["train"], "pid": [0], "image_index": [0], "image_path": ["a.png"],
+                          "caption": ["a man"]})
+    store.write_table(pa.Table.from_pandas(frame, preserve_index=False), manifest, stage="prepare", options={}, inputs={})
+    config = config_io.resolve(options={"manifests": str(tmp_path / "m"), "out": str(tmp_path / "runs"), "name": "r", "epochs": 2})
+    state = {"config": config, "manifest": data_manifest_fingerprint(config), "num_classes": 1, "epoch": 1, "step": 1,
+             "model": {}, "best": {}, "optimizer": {}, "scheduler": {}, "scaler": {}, "rng": {}}
+    save_checkpoint(tmp_path / "runs" / "r" / "last.pt", state)
+    assert _resumed(config, set())["epochs"] == 2
+    store.write_table(pa.Table.from_pandas(frame.assign(caption="a woman"), preserve_index=False), manifest,
+                      stage="prepare", options={}, inputs={})
+    with pytest.raises(UserError, match="changed since this run started"):
+        _resumed(config, set())
