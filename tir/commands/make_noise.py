@@ -28,10 +28,12 @@ def make_noise(dataset: str, manifests: Path | None, rate: float, seed: int,
     from tir.knowledge.noise import make_noise as run
     from tir.knowledge.noise import write_npy
     from tir.pipeline import store
-    from tir.pipeline.layout import dataset_dir
+    from tir.pipeline.layout import dataset_dir, noise_file
 
     folder = dataset_dir(dataset, manifests)
-    with store.stage_lock(folder, f"make-noise-{rate:g}-seed{seed}"):
+    output = noise_file(folder, rate, seed)
+    with store.stage_lock(folder, f"make-noise-{output.stem}"):
+        store.remove_stale_temps(output.parent, (output.name,))
         result = run(folder, folder.name, rate=rate, seed=seed, from_npy=from_npy, force=force)
     if result.up_to_date:
         click.echo(f"{result.path} is up to date (same manifest and options); use --force to rebuild")

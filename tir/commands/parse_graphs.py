@@ -32,12 +32,15 @@ def parse_graphs(dataset: str, manifests: str | None, backend: str, spacy_model:
     Interrupted runs resume from the finished chunks; a run on an unchanged manifest does nothing.
     """
     from tir.knowledge.graph_summary import summarise_graphs
-    from tir.knowledge.parse_graphs import merge_shards, parse_graphs as run, parse_shard
+    from tir.knowledge.parse_graphs import merge_shards, parse_graphs as run, parse_shard, shard_path
+    from tir.pipeline.layout import GRAPHS
     from tir.pipeline import store
 
     folder = dataset_dir(dataset, manifests)
     # one writer per output: shards of one dataset may run at once, two runs of one shard may not
-    with store.stage_lock(folder, "parse-graphs" + (f"-shard-{shard.replace('/', '-of-')}" if shard and not merge else "")):
+    output = shard_path(folder, *parse_shard(shard)) if shard and not merge else folder / GRAPHS
+    with store.stage_lock(folder, f"parse-graphs-{output.stem}"):
+        store.remove_stale_temps(folder, (output.name,))
         if merge:
             result = merge_shards(folder)
         else:

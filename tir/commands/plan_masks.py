@@ -23,10 +23,11 @@ def plan_masks(dataset: str, manifests: Path | None, context_length: int, force:
     """
     from tir.knowledge.mask_plans import plan_masks as run
     from tir.pipeline import store
-    from tir.pipeline.layout import dataset_dir
+    from tir.pipeline.layout import MASK_PLANS, dataset_dir
 
     folder = dataset_dir(dataset, manifests)
     with store.stage_lock(folder, "plan-masks"):
+        store.remove_stale_temps(folder, (MASK_PLANS,))
         result = run(folder, folder.name, context_length=context_length, force=force)
     if result.up_to_date:
         click.echo(f"{result.path} is up to date (same manifest, graphs and options); use --force to rebuild")
