@@ -78,7 +78,7 @@ def test_noise_gives_pairs_the_source_caption_and_the_truth(manifests):
 def test_noise_of_another_manifest_is_refused(manifests, tmp_path):
     other = make_dataset(tmp_path, ids=12)
     shutil.copytree(manifests / "noise", other / "noise")
-    with pytest.raises(UserError, match="tir make-noise"):
+    with pytest.raises(UserError, match=f"tir make-noise {other.name} --manifests {other.parent} --rate 0.5 --seed 1 --force"):
         _load(other, use_plans=False, noise=other / "noise" / "0.5-seed1.parquet")
 
 
