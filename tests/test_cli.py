@@ -39,3 +39,17 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
     assert result.output.count("\n") == 1
     assert "Traceback" not in result.output
     assert str(missing) in result.output
+
+
+def test_a_full_disk_outside_the_atomic_writers_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from tir.pipeline import prepare
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache.u8"))
+
+    monkeypatch.setattr(prepare, "prepare_dataset", disk_full)
+    result = CliRunner().invoke(cli, ["prepare", "CUHK-PEDES", "--root", str(tmp_path)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "cache.u8: cannot write (No space left on device); the disk is full" in result.output

@@ -128,3 +128,13 @@ def test_eval_refuses_a_manifest_other_than_the_runs(run_dir: Path, tmp_path: Pa
     assert allowed.exit_code == 0, allowed.output
     assert "WARNING: scoring on another manifest" in allowed.output
     assert json.loads((tmp_path / "m.json").read_text())["manifest_warning"].startswith("scoring on another manifest")
+
+
+def test_missing_split_hint_names_the_split_that_exists(run_dir: Path, tmp_path: Path) -> None:
+    config = torch.load(run_dir / "best.pt", weights_only=True)["config"]
+    frame = pd.read_parquet(Path(config["manifests"]) / "manifest.parquet")
+    frame["split"] = frame["split"].replace({"test": "val"})
+    store.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "manifest.parquet", stage="prepare",
+                      options=store.read_provenance(Path(config["manifests"]) / "manifest.parquet")["options"], inputs={})
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--no-plot", "--manifests", str(tmp_path)])
+    assert result.exit_code == 2 and "has no test split; pass --split val" in result.output

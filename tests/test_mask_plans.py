@@ -227,7 +227,7 @@ def test_stage_refuses_graphs_of_another_manifest(tmp_path):
     manifest = store.read_table(folder / "manifest.parquet")
     store.write_table(manifest.slice(0, 3), folder / "manifest.parquet", stage="prepare", options={}, inputs={"raw": raw})
     result = CliRunner().invoke(cli, ["plan-masks", "RSTPReid", "--manifests", str(tmp_path)])
-    assert result.exit_code == 2 and "tir parse-graphs RSTPReid --force" in result.output
+    assert result.exit_code == 2 and f"tir parse-graphs RSTPReid --manifests {tmp_path} --force" in result.output
     assert result.output.count("\n") == 1
 
 

@@ -120,3 +120,15 @@ def test_unreadable_npy_and_stale_manifest(tmp_path):
     write_manifest(tmp_path, n_train=60)
     with pytest.raises(StaleArtifactError):
         load_noise(folder / "noise" / "0.2-seed1.parquet", folder / "manifest.parquet")
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
+    folder = write_manifest(tmp_path)
+    (folder / "noise").mkdir()
+    stale = folder / "noise" / ".0.2-seed1.parquet.k1ll3d.tmp"
+    stale.write_bytes(bytes(100))
+    kept = folder / "noise" / ".0.5-seed1.parquet.other.tmp"  # another output's: maybe being written now
+    kept.write_bytes(b"x")
+    result = CliRunner().invoke(cli, ["make-noise", "CUHK-PEDES", "--manifests", str(tmp_path), "--rate", "0.2", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and kept.exists()

@@ -332,11 +332,15 @@ def test_freshness_and_force(tmp_path):
     assert again.up_to_date and again.manifest.stat().st_mtime_ns == stamp and again.stats == first.stats
     assert not prepare_dataset("RSTPReid", root, out=out, jobs=1, force=True).up_to_date
     assert not prepare_dataset("RSTPReid", root, out=out, check_images=False).up_to_date  # options changed
-    (root / "data_captions.json").write_text("[]")
+    one = '[{"img_path": "x.jpg", "id": 1, "split": "train", "captions": ["a"]}]'
+    (root / "data_captions.json").write_text(one)
     rebuilt = prepare_dataset("RSTPReid", root, out=out, check_images=False)
-    assert not rebuilt.up_to_date and rebuilt.stats["kept_captions"] == 0
+    assert not rebuilt.up_to_date and rebuilt.stats["kept_captions"] == 1
     provenance = store.read_provenance(rebuilt.manifest)
-    assert provenance["stage"] == "prepare" and provenance["inputs"]["annotations"]["size"] == 2
+    assert provenance["stage"] == "prepare" and provenance["inputs"]["annotations"]["size"] == len(one)
+    (root / "data_captions.json").write_text("[]")
+    with pytest.raises(UserError, match="holds no records, so the manifest would be empty"):
+        prepare_dataset("RSTPReid", root, out=out, check_images=False)
 
 
 def test_info_summarises_a_manifest(tmp_path):
@@ -345,6 +349,17 @@ def test_info_summarises_a_manifest(tmp_path):
     text = describe(result.manifest)
     assert "RSTPReid manifest (image sizes read from image headers)" in text
     assert any(line.split()[:4] == ["train", "2", "3", "6"] for line in text.splitlines())
+
+
+def test_info_summarises_rejects_and_a_damaged_stats_json_is_rebuilt(tmp_path):
+    result = run_records(tmp_path, [GOOD, {**GOOD, "id": "two", "file_path": "cam_a/2.png"}])
+    text = describe(result.rejects)
+    assert any(line.split() == ["bad_id", "1", "1"] for line in text.splitlines())
+    result.stats_file.write_text('{"splits": ' * 50_000)  # damaged, and deeper than Python's JSON reader goes
+    with pytest.raises(UserError, match="cannot read JSON"):
+        describe(result.stats_file)
+    again = prepare_dataset("CUHK-PEDES", tmp_path / "root", out=tmp_path / "out", check_images=False, jobs=1)
+    assert not again.up_to_date and json.loads(again.stats_file.read_text())["kept_captions"] == 1
 
 
 def test_count_warning_lists_every_difference(tmp_path):

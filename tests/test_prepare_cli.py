@@ -6,7 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 from tir.cli import cli
@@ -94,3 +96,42 @@ def test_manifests_option_and_a_root_that_holds_the_dataset_folder(tmp_path):
     assert (tmp_path / "m" / "CUHK-PEDES" / "manifest.parquet").exists()
     both = invoke("cuhk-pedes", "--root", str(data), "--manifests", str(tmp_path / "m"), "--out", str(tmp_path / "o"))
     assert_one_line_error(both, "not both")
+
+
+def test_records_with_none_of_the_expected_keys_are_an_error_not_an_empty_manifest(tmp_path):
+    records = [{"img": f"a/{i}.png", "person": i, "part": "train", "texts": ["a man"]} for i in range(3)]
+    (tmp_path / "reid_raw.json").write_text(json.dumps(records))
+    result = invoke("CUHK-PEDES", "--root", str(tmp_path), "--out", str(tmp_path / "out"), "--no-check-images")
+    assert_one_line_error(result, "no record could be kept", "3 of 3 records: missing_key", "--format custom")
+    assert not (tmp_path / "out" / "manifest.parquet").exists()
+
+
+def test_custom_json_with_other_keys_and_a_name_of_ones_choosing(tmp_path):
+    records = [{"img": f"a/{i}.png", "person": i // 2, "part": ["train", "test"][i % 2], "texts": ["a man", "a coat"]}
+               for i in range(6)]
+    (tmp_path / "shop.json").write_text(json.dumps(records))
+    result = invoke("MyShop", "--format", "custom", "--root", str(tmp_path), "--annotations", str(tmp_path / "shop.json"),
+                    "--manifests", str(tmp_path / "m"), "--image-key", "img", "--id-key", "person",
+                    "--split-key", "part", "--captions-key", "texts", "--no-check-images")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(tmp_path / "m" / "MyShop" / "manifest.parquet")
+    assert len(frame) == 12 and frame["image_path"].iloc[0] == "a/0.png" and set(frame["split"]) == {"train", "test"}
+    from tir.pipeline.layout import dataset_dir
+
+    assert dataset_dir("MyShop", tmp_path / "m") == tmp_path / "m" / "MyShop"  # later stages find it by name
+
+
+def test_custom_csv_one_caption_per_row_with_images(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    lines = ["image_path,person_id,caption,split"]
+    for i in range(4):
+        Image.new("RGB", (8, 16)).save(tmp_path / "imgs" / f"{i}.png")
+        lines += [f"{i}.png,{i // 2},\"a person, number {i}\",train", f"{i}.png,{i // 2},another caption,train"]
+    (tmp_path / "annotations.csv").write_text("\n".join(lines) + "\n")
+    result = invoke("street", "--format", "custom", "--root", str(tmp_path), "--out", str(tmp_path / "out"), "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    assert frame["caption"].tolist()[:2] == ["a person, number 0", "another caption"]
+    assert frame["caption_index"].tolist()[:2] == [0, 1] and frame["width"].tolist()[0] == 8
+    bad = invoke("street", "--format", "custom", "--root", str(tmp_path), "--out", str(tmp_path / "o2"), "--id-key", "pid")
+    assert_one_line_error(bad, "lacks pid", "--id-key")

@@ -78,7 +78,7 @@ def test_noise_gives_pairs_the_source_caption_and_the_truth(manifests):
 def test_noise_of_another_manifest_is_refused(manifests, tmp_path):
     other = make_dataset(tmp_path, ids=12)
     shutil.copytree(manifests / "noise", other / "noise")
-    with pytest.raises(UserError, match="tir make-noise"):
+    with pytest.raises(UserError, match=f"tir make-noise {other.name} --manifests {other.parent} --rate 0.5 --seed 1 --force"):
         _load(other, use_plans=False, noise=other / "noise" / "0.5-seed1.parquet")
 
 
@@ -96,3 +96,18 @@ def test_rde_on_noisy_pairs_logs_its_detection_every_epoch(manifests, tmp_path):
         assert 0.0 < record["ccd_trusted"] <= 1.0 and "loss_tse" in record
     assert (folder / "curves.png").stat().st_size > 1000
     assert yaml.safe_load((folder / "config.yaml").read_text())["noise"] == str(noise)
+
+
+def test_methods_that_never_read_plans_do_not_warn_and_hkgr_stops_before_the_cache(manifests, tmp_path, capsys):
+    from train_support import tiny_config
+
+    from tir.training.engine import _load_data
+
+    longer = LENGTH + 8
+    _load_data(tiny_config(manifests, tmp_path, method="irra", text_length=longer), None)
+    assert "mask plans" not in capsys.readouterr().err
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError) as error:
+        _load_data(tiny_config(manifests, tmp_path, method="hkgr", text_length=longer), cache)
+    command = f"tir plan-masks CUHK-PEDES --manifests {manifests.parent} --context-length {longer} --force"
+    assert command in str(error.value) and not cache.exists()

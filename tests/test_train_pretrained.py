@@ -48,8 +48,8 @@ def test_tir_checkpoint_without_backbone_is_a_user_error(tmp_path):
 JUNK = {  # name -> (writer, fragment of the one-line error)
     "empty_file": (lambda p: p.write_bytes(b""), "the file is empty"),
     "text": (lambda p: p.write_text("these are not weights\n"), "not a readable checkpoint"),
-    "empty_dict": (lambda p: torch.save({}, p), "not a readable checkpoint"),
-    "bare_tensor": (lambda p: torch.save(torch.zeros(3), p), "not a readable checkpoint"),
+    "empty_dict": (lambda p: torch.save({}, p), "holds an empty mapping"),
+    "bare_tensor": (lambda p: torch.save(torch.zeros(3), p), "holds a Tensor, not a state dict"),
     "dict_of_strings": (lambda p: torch.save({"a": "b"}, p), "not names -> tensors"),
     "hostile_pickle": (lambda p: p.write_bytes(b"cos\nsystem\n(S'echo owned'\ntR."), "not a readable checkpoint"),
 }

@@ -81,6 +81,10 @@ def _train(manifests, out, *extra):
 def test_resume_refuses_changed_options_and_extends_with_more_epochs(manifests, tmp_path):
     first = _train(manifests, tmp_path, "--epochs", "1")
     assert first.exit_code == 0, first.output
+    for fact in (f"run folder   {tmp_path / 'r'}", "device       cpu, fp32", "train        32 pairs, 8 ids; batch 8, 2 steps per epoch, 1 epochs",
+                 "validation   8 images, 16 captions, 4 ids: the manifest's val split", "mask plans   not used",
+                 "noise        none (clean pairs)", "finished: best epoch 1 by val R1 (R1 ", f"tir eval {tmp_path / 'r'}"):
+        assert fact in first.output, first.output
     changed = _train(manifests, tmp_path, "--epochs", "1", "--resume", "--lr", "3e-4", "--set", "seed=5")
     assert changed.exit_code == 2
     assert "lr: saved 1e-05, given 0.0003" in changed.output and "seed: saved 1, given 5" in changed.output
@@ -117,3 +121,38 @@ def test_no_recipe_hard_codes_a_folder_that_only_make_demo_creates():
     for name in config_io.recipe_names():
         recipe = config_io.read_yaml(name)
         assert not any(str(recipe.get(key) or "").startswith("demo/") for key in ("manifests", "out", "noise")), name
+
+
+def test_curves_mark_the_chosen_epoch_show_the_lr_and_keep_loss_colours():
+    from tir.training.curves import curves_figure
+
+    records = [{"epoch": e, "loss": 3.0 - e, "loss_sdm": 2.0 - e / 2, "lr": 1e-4 * e, "val_R1": 10.0 * e} for e in (1, 2, 3)]
+    other = [{**r, "loss_mlm": 1.0} for r in records]  # another run with one more loss
+    figures = [curves_figure(records, best_epoch=2), curves_figure(other, best_epoch=3)]
+    colours = [{line.get_label(): line.get_color() for line in figure.axes[0].lines} for figure in figures]
+    assert colours[0]["loss_sdm"] == colours[1]["loss_sdm"] and colours[0]["loss"] == colours[1]["loss"]
+    losses, validation, rate = figures[0].axes
+    assert [line.get_ydata()[0] for line in rate.lines if line.get_label().startswith("lr")] == [1e-4]
+    for axis in (losses, validation, rate):
+        assert any(line.get_label() == "best.pt (epoch 2)" and list(line.get_xdata()) == [2, 2] for line in axis.lines)
+        figures[0].canvas.draw()
+        assert all(float(tick).is_integer() for tick in axis.get_xticks())
+
+
+def test_resume_on_a_changed_manifest_is_refused(tmp_path):
+    from tir.commands.train import _resumed
+    from tir.training.checkpoint import data_manifest_fingerprint, save_checkpoint
+
+    manifest = tmp_path / "m" / "manifest.parquet"
+    frame = pd.DataFrame({"pair_index": [0], "split": ["train"], "pid": [0], "image_index": [0], "image_path": ["a.png"],
+                          "caption": ["a man"]})
+    store.write_table(pa.Table.from_pandas(frame, preserve_index=False), manifest, stage="prepare", options={}, inputs={})
+    config = config_io.resolve(options={"manifests": str(tmp_path / "m"), "out": str(tmp_path / "runs"), "name": "r", "epochs": 2})
+    state = {"config": config, "manifest": data_manifest_fingerprint(config), "num_classes": 1, "epoch": 1, "step": 1,
+             "model": {}, "best": {}, "optimizer": {}, "scheduler": {}, "scaler": {}, "rng": {}}
+    save_checkpoint(tmp_path / "runs" / "r" / "last.pt", state)
+    assert _resumed(config, set())["epochs"] == 2
+    store.write_table(pa.Table.from_pandas(frame.assign(caption="a woman"), preserve_index=False), manifest,
+                      stage="prepare", options={}, inputs={})
+    with pytest.raises(UserError, match="changed since this run started"):
+        _resumed(config, set())

@@ -6,6 +6,7 @@ commands that need them, not at start-up.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -31,6 +32,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# a full disk, a quota or a read-only folder met outside tir's atomic writers (caches, a library's own files)
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES})
+
+
 class LazyGroup(click.Group):
     """A group that imports a subcommand's module on first use and reports UserError as one line."""
 
@@ -50,6 +55,13 @@ class LazyGroup(click.Group):
         except UserError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(error.exit_code)
+        except OSError as error:
+            if error.errno not in DISK_ERRORS:
+                raise
+            from tir.pipeline.store import write_error
+
+            click.echo(f"error: {write_error(error, error.filename or '?')}", err=True)
+            sys.exit(UserError.exit_code)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

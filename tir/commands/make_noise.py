@@ -27,10 +27,14 @@ def make_noise(dataset: str, manifests: Path | None, rate: float, seed: int,
     """
     from tir.knowledge.noise import make_noise as run
     from tir.knowledge.noise import write_npy
-    from tir.pipeline.layout import canonical_dataset, dataset_dir
+    from tir.pipeline import store
+    from tir.pipeline.layout import dataset_dir, noise_file
 
-    name = canonical_dataset(dataset)
-    result = run(dataset_dir(name, manifests), name, rate=rate, seed=seed, from_npy=from_npy, force=force)
+    folder = dataset_dir(dataset, manifests)
+    output = noise_file(folder, rate, seed)
+    with store.stage_lock(folder, f"make-noise-{output.stem}"):
+        store.remove_stale_temps(output.parent, (output.name,))
+        result = run(folder, folder.name, rate=rate, seed=seed, from_npy=from_npy, force=force)
     if result.up_to_date:
         click.echo(f"{result.path} is up to date (same manifest and options); use --force to rebuild")
     else:

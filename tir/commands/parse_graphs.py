@@ -32,20 +32,25 @@ def parse_graphs(dataset: str, manifests: str | None, backend: str, spacy_model:
     Interrupted runs resume from the finished chunks; a run on an unchanged manifest does nothing.
     """
     from tir.knowledge.graph_summary import summarise_graphs
-    from tir.knowledge.parse_graphs import merge_shards, parse_graphs as run, parse_shard
+    from tir.knowledge.parse_graphs import merge_shards, parse_graphs as run, parse_shard, shard_path
+    from tir.pipeline.layout import GRAPHS
     from tir.pipeline import store
 
     folder = dataset_dir(dataset, manifests)
-    if merge:
-        result = merge_shards(folder)
-    else:
-        options = {"batch_size": batch_size} if backend == "spacy" else {}
-        if backend in ("spacy", "sng"):
-            options["model"] = spacy_model
-        if backend == "stanza":
-            options["stanza_dir"] = stanza_dir
-        result = run(folder, backend=backend, backend_options=options, jobs=jobs,
-                     shard=parse_shard(shard) if shard else None, force=force)
+    # one writer per output: shards of one dataset may run at once, two runs of one shard may not
+    output = shard_path(folder, *parse_shard(shard)) if shard and not merge else folder / GRAPHS
+    with store.stage_lock(folder, f"parse-graphs-{output.stem}"):
+        store.remove_stale_temps(folder, (output.name,))
+        if merge:
+            result = merge_shards(folder)
+        else:
+            options = {"batch_size": batch_size} if backend == "spacy" else {}
+            if backend in ("spacy", "sng"):
+                options["model"] = spacy_model
+            if backend == "stanza":
+                options["stanza_dir"] = stanza_dir
+            result = run(folder, backend=backend, backend_options=options, jobs=jobs,
+                         shard=parse_shard(shard) if shard else None, force=force)
     if result.fresh:
         click.echo(f"{result.path}: up to date ({result.rows:,} graphs); use --force to rebuild")
         return

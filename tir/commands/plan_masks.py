@@ -22,10 +22,13 @@ def plan_masks(dataset: str, manifests: Path | None, context_length: int, force:
     mask_plans.parquet beside them, tied to the tokenizer (name and vocabulary hash in its metadata).
     """
     from tir.knowledge.mask_plans import plan_masks as run
-    from tir.pipeline.layout import canonical_dataset, dataset_dir
+    from tir.pipeline import store
+    from tir.pipeline.layout import MASK_PLANS, dataset_dir
 
-    name = canonical_dataset(dataset)
-    result = run(dataset_dir(name, manifests), name, context_length=context_length, force=force)
+    folder = dataset_dir(dataset, manifests)
+    with store.stage_lock(folder, "plan-masks"):
+        store.remove_stale_temps(folder, (MASK_PLANS,))
+        result = run(folder, folder.name, context_length=context_length, force=force)
     if result.up_to_date:
         click.echo(f"{result.path} is up to date (same manifest, graphs and options); use --force to rebuild")
         return

@@ -13,14 +13,22 @@ def _resumed(config: dict, given: set[str]) -> dict:
     """The saved config of the run to resume, with the changes --resume allows (see tir.training.resume)."""
     from tir.errors import UserError
     from tir.training.checkpoint import LAST, read_checkpoint
-    from tir.training.engine import run_dir_of
+    from tir.pipeline.layout import MANIFEST
+    from tir.pipeline.store import fingerprint_matches
+    from tir.training.engine import dataset_folder, run_dir_of
     from tir.training.resume import resume_config
 
     last = run_dir_of(config) / LAST
     if not last.exists():
         raise UserError("nothing to resume: no last.pt; start the run without --resume (or pass its --out/--name)", path=last.parent)
     state = read_checkpoint(last, resume=True)
-    return resume_config(config, given, state["config"], state["epoch"])
+    resumed = resume_config(config, given, state["config"], state["epoch"])
+    manifest = dataset_folder(resumed) / MANIFEST
+    recorded = state.get("manifest")
+    if recorded is not None and manifest.exists() and not fingerprint_matches(recorded, manifest):
+        raise UserError("changed since this run started (re-prepared?); --resume would mix two datasets in one run: "
+                        "start a new run with another --name", path=manifest)
+    return resumed
 
 
 @click.command()

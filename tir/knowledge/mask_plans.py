@@ -195,7 +195,7 @@ def plan_masks(folder: Path, dataset: str, *, context_length: int = 77, force: b
     inputs = {"manifest": manifest_path, "graphs": graphs_path}
     if not force and store.is_fresh(out, stage=STAGE, options=options, inputs=inputs):
         return PlanResult(out, up_to_date=True)
-    store.require_built_from(graphs_path, "manifest", manifest_path, f"tir parse-graphs {dataset}")
+    store.require_built_from(graphs_path, "manifest", manifest_path, f"tir parse-graphs {dataset} --manifests {folder.parent}")
     manifest = store.read_table(manifest_path, stage="prepare", columns=["split", "pair_index", "caption"])
     graphs = store.read_table(graphs_path, stage="parse-graphs")
     rows, missing = _graph_rows(manifest, graphs, graphs_path)
@@ -232,12 +232,14 @@ def _graph_rows(manifest: pa.Table, graphs: pa.Table, graphs_path: Path) -> tupl
     wanted = pd.MultiIndex.from_arrays([graphs.column("split").to_pandas().astype(str), graphs.column("pair_index").to_pandas()])
     rows = keys.get_indexer(wanted)
     if (rows < 0).any():
-        raise UserError(f"{int((rows < 0).sum())} graph rows match no manifest caption; re-run `tir parse-graphs --force`",
+        raise UserError(f"{int((rows < 0).sum())} graph rows match no manifest caption; "
+                        f"re-run `tir parse-graphs {graphs_path.parent.name} --manifests {graphs_path.parent.parent} --force`",
                         path=graphs_path)
     if "caption" in graphs.column_names:
         same = pc.equal(manifest.column("caption").take(pa.array(rows)), graphs.column("caption").combine_chunks())
         if not pc.all(same).as_py():
-            raise UserError("graphs were parsed from other caption texts than the manifest's; re-run `tir parse-graphs --force`",
+            raise UserError("graphs were parsed from other caption texts than the manifest's; re-run "
+                            f"`tir parse-graphs {graphs_path.parent.name} --manifests {graphs_path.parent.parent} --force`",
                             path=graphs_path)
     return rows.astype(np.int64), len(manifest) - len(np.unique(rows))
 

@@ -119,7 +119,10 @@ def load_noise(path: str | Path, manifest: str | Path) -> tuple[np.ndarray, np.n
     if p.suffix == ".npy":
         sources = read_npy(require_file(p, "the RDE noise index file"), train_count(manifest_path))
     else:
-        store.require_built_from(p, "manifest", manifest_path, "tir make-noise")
+        rate, _, seed = p.stem.partition("-seed")
+        folder = manifest_path.parent
+        store.require_built_from(p, "manifest", manifest_path,
+                                 f"tir make-noise {folder.name} --manifests {folder.parent} --rate {rate} --seed {seed or 1}")
         table = store.read_table(p, stage=STAGE)
         pairs = table.column("pair_index").to_numpy()
         sources = np.empty(len(pairs), np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tir.errors import UserError
@@ -26,8 +27,21 @@ def canonical_dataset(name: str) -> str:
 
 
 def dataset_dir(dataset: str, manifests: str | Path | None = None) -> Path:
-    """The folder holding a dataset's artifacts: ``<manifests>/<CANONICAL-NAME>``."""
-    return Path(manifests if manifests is not None else DEFAULT_MANIFESTS) / canonical_dataset(dataset)
+    """The folder holding a dataset's artifacts: ``<manifests>/<CANONICAL-NAME>``, or ``<manifests>/<NAME>``
+    for a dataset prepared with ``--format custom`` (its manifest must exist there)."""
+    root = Path(manifests if manifests is not None else DEFAULT_MANIFESTS)
+    try:
+        return root / canonical_dataset(dataset)
+    except UserError:
+        if is_custom_name(dataset) and (root / dataset / MANIFEST).exists():
+            return root / dataset
+        raise UserError(f"unknown dataset {dataset!r}: not one of {', '.join(DATASETS)} (any case), and no custom "
+                        f"dataset of that name under {root} (`tir prepare {dataset} --format custom` makes one)") from None
+
+
+def is_custom_name(name: str) -> bool:
+    """True for a name usable as a custom dataset's folder (letters, digits, ``_ . -``, not a known dataset)."""
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name)) and name.lower() not in {d.lower() for d in DATASETS}
 
 
 def noise_file(dataset_folder: Path, rate: float, seed: int) -> Path:

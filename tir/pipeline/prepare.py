@@ -23,12 +23,12 @@ import pyarrow.compute as pc
 
 from tir.errors import UserError
 from tir.pipeline import layout, store
-from tir.pipeline.datasets import SPLITS, DatasetSpec, get_spec
+from tir.pipeline.datasets import REGISTRY, SPLITS, DatasetSpec, get_spec
 from tir.pipeline.image_headers import read_headers
+from tir.pipeline.raw_csv import read_csv_as_json
 from tir.pipeline.raw_json import iter_records, read_text
 
 STAGE = "prepare"
-REQUIRED_KEYS = ("id", "split", "captions")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_CAPTIONS = 2**15 - 1  # caption_index is int16
 _ASCII_INT = re.compile(r"[-+]?[0-9]+")
@@ -158,8 +158,8 @@ def _is_unicode(text: str) -> bool:
 def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
     """Check every record of ``text``; keep the good ones in order, reject the rest."""
     parsed = _Parsed()
-    key = spec.image_key
-    required = (key, *REQUIRED_KEYS)
+    key, id_key, split_key, captions_key = spec.image_key, spec.id_key, spec.split_key, spec.captions_key
+    required = (key, id_key, split_key, captions_key)
     required_set = set(required)
     known = {name: name for name in spec.splits}
     first_use: dict[str, int] = {}
@@ -171,23 +171,23 @@ def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
             kind = "list" if isinstance(record, list) else type(record).__name__
             parsed.reject(index, None, None, "not_a_record", f"record {index} is a JSON {kind}, not an object", 0, text[start:end])
             continue
-        captions = record.get("captions", missing)
+        captions = record.get(captions_key, missing)
         n_raw = 0 if captions is missing else len(captions) if type(captions) is list else 1
         parsed.captions_total += n_raw
         if not record.keys() >= required_set:
             absent = ", ".join(name for name in required if name not in record)
             parsed.reject(index, None, None, "missing_key", f"record {index} has no {absent}", n_raw, text[start:end])
             continue
-        raw_split = record["split"]
+        raw_split = record[split_key]
         split = known.get(raw_split) if type(raw_split) is str else None
         if split is None:
             split = spec.fallback_split
             parsed.unknown_splits[raw_split if isinstance(raw_split, str) else json.dumps(raw_split)] += 1
-        raw_id = record["id"]
+        raw_id = record[id_key]
         if type(raw_id) is not int or not INT64_MIN <= raw_id <= INT64_MAX:
             raw_id = _as_id(raw_id)
             if raw_id is None:
-                message = f"record {index} has id {json.dumps(record['id'])[:40]}, not an integer of ASCII digits within int64"
+                message = f"record {index} has {id_key} {json.dumps(record[id_key])[:40]}, not an integer of ASCII digits within int64"
                 parsed.reject(index, None, split, "bad_id", message, n_raw, text[start:end])
                 continue
             parsed.quirks["ids_as_text"] += 1
@@ -207,11 +207,11 @@ def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
             parsed.quirks["captions_as_string"] += 1
             captions = [captions]
         elif type(captions) is not list:
-            message = f"record {index} has captions of type {type(captions).__name__}, expected a list of strings"
+            message = f"record {index} has {captions_key} of type {type(captions).__name__}, expected a list of strings"
             parsed.reject(index, None, split, "bad_captions", message, n_raw, text[start:end])
             continue
         if not captions:
-            parsed.reject(index, None, split, "no_captions", f"record {index} has an empty captions list", 0, text[start:end])
+            parsed.reject(index, None, split, "no_captions", f"record {index} has an empty {captions_key} list", 0, text[start:end])
             continue
         if len(captions) > MAX_CAPTIONS:
             message = f"record {index} has {len(captions):,} captions, more than the {MAX_CAPTIONS:,} one record may hold"
@@ -377,6 +377,19 @@ def find_annotations(spec: DatasetSpec, root: Path, annotations: Path | None) ->
     raise UserError(f"no {spec.name} annotation file here (looked for {looked}); put it there or pass --annotations FILE", path=root)
 
 
+def _nothing_kept(spec: DatasetSpec, source: Path, parsed: _Parsed) -> UserError:
+    """The error for an annotation file none of whose records became a manifest row."""
+    if not parsed.records:
+        return UserError("holds no records, so the manifest would be empty; pass the right file with --annotations", path=source)
+    reasons = Counter(row[3] for row in parsed.rejects)
+    reason, count = reasons.most_common(1)[0]
+    first = next(row for row in parsed.rejects if row[3] == reason)
+    detail = f"{count:,} of {parsed.records:,} records: {reason} (e.g. {first[4]})"
+    fix = ("pass --format custom with --image-key/--id-key/--split-key/--captions-key naming your keys"
+           if reason == "missing_key" else "fix the records (see README, Datasets) or pass the right file")
+    return UserError(f"no record could be kept, so the manifest would be empty: {detail}; {fix}", path=source)
+
+
 def _read_stats(path: Path) -> dict[str, Any] | None:
     """stats.json as written by prepare, or None when it is damaged (the outputs are then rebuilt)."""
     try:
@@ -404,6 +417,7 @@ def prepare_dataset(
     check_images: bool = True,
     jobs: int | None = None,
     force: bool = False,
+    spec: DatasetSpec | None = None,
 ) -> PrepareResult:
     """Turn a dataset's raw annotation file into manifest.parquet, rejects.parquet and stats.json.
 
@@ -411,13 +425,14 @@ def prepare_dataset(
     ``annotations`` overrides where the file is.
     ``out`` defaults to ``data_manifests/<DATASET>``. With ``check_images`` every image header is read
     (``jobs`` processes) for width/height, and records whose image is missing or unreadable are
-    rejected. Does nothing when the outputs are fresh, unless ``force``.
+    rejected. Does nothing when the outputs are fresh, unless ``force``. ``spec`` (``custom_spec``)
+    reads a user's own dataset: JSON records under other key names, or a CSV with one caption per row.
 
     The three outputs are one unit: written under a lock on ``out`` (a second prepare into the same
     folder is refused), tagged with one id and fresh only together; temporary files that killed runs
     left there are removed.
     """
-    spec = get_spec(dataset)
+    spec = spec or get_spec(dataset)
     root = dataset_root(spec, Path(root))
     source = find_annotations(spec, root, Path(annotations) if annotations is not None else None)
     out_dir = Path(out) if out is not None else layout.dataset_dir(spec.name)
@@ -446,6 +461,8 @@ def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, 
                     jobs: int | None, force: bool) -> PrepareResult:
     paths = tuple(out_dir / name for name in OUTPUTS)
     options = {"dataset": spec.name, "root": str(root.resolve()), "check_images": bool(check_images)}
+    if spec.name not in REGISTRY:
+        options["keys"] = [spec.image_key, spec.id_key, spec.split_key, spec.captions_key]
     inputs = {"annotations": source}
     stats = None if force else _fresh_unit(paths, options, inputs)
     if stats is not None:
@@ -455,12 +472,14 @@ def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, 
         raise UserError(f"image folder not found; put the {spec.name} images there or pass --no-check-images", path=image_root)
 
     source_fingerprint = store.fingerprint(source)
-    text = read_text(source)
+    text = read_csv_as_json(source, spec) if source.suffix.lower() == ".csv" else read_text(source)
     parsed = _read(spec, source, text)
     sizes = _check_images(parsed, image_root, text, jobs or os.cpu_count() or 1) if check_images else None
     del text
     dictionary = [s for s in SPLITS if s in spec.splits or s == spec.fallback_split]
     manifest, counts = _manifest(parsed, sizes, dictionary)
+    if manifest.num_rows == 0:
+        raise _nothing_kept(spec, source, parsed)
     rejects = _rejects(parsed)
     rejected = Counter()
     for row in parsed.rejects:

@@ -36,7 +36,7 @@ HASH_LIMIT = 512 * 1024 * 1024  # hash content of inputs up to 512 MiB; above th
 
 
 # ----------------------------------------------------------------------------- atomic writes
-def write_error(error: OSError, target: Path) -> UserError:
+def write_error(error: OSError, target: str | os.PathLike) -> UserError:
     """A failed write as one line naming ``target`` and what to do about it."""
     code = error.errno
     if code in (errno.ENOSPC, errno.EDQUOT):
@@ -53,7 +53,12 @@ def write_error(error: OSError, target: Path) -> UserError:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without changing it where Linux reports it (no window for other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -104,7 +109,7 @@ def stage_lock(folder: str | os.PathLike, stage: str) -> Iterator[None]:
         directory.mkdir(parents=True, exist_ok=True)
         handle = lock.open("a")
     except OSError as error:
-        raise write_error(error, lock) from None
+        raise write_error(error, directory) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,9 +1,10 @@
-"""metrics.jsonl (one JSON object per epoch) and curves.png (losses and val metrics per epoch)."""
+"""metrics.jsonl (one JSON object per epoch) and curves.png (losses, learning rate and val metrics per epoch)."""
 
 from __future__ import annotations
 
 import io
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from tir.pipeline.store import write_bytes_atomic
 
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
+VAL_KEYS = ("val_R1", "val_R5", "val_R10", "val_mAP", "val_mINP")
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -25,28 +27,52 @@ def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
     write_bytes_atomic(Path(run_dir) / METRICS, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
-def plot_curves(run_dir: Path, records: list[dict[str, Any]]) -> Path:
-    """Plot every ``loss_*`` and ``val_*`` series against the epoch into curves.png."""
+def series_colour(name: str) -> str:
+    """A colour fixed by the series name, so that one loss has one colour in every run's curves."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab20"].colors
+    return matplotlib.colors.to_hex(palette[zlib.crc32(name.encode()) % len(palette)])
+
+
+def curves_figure(records: list[dict[str, Any]], best_epoch: int | None = None):
+    """The curves figure: losses (left), val metrics (middle), learning rate (right); the chosen epoch dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, (losses, validation, rate) = plt.subplots(1, 3, figsize=(15, 4))
     epochs = [r["epoch"] for r in records]
     for key in sorted({k for r in records for k in r if k.startswith("loss")}):
-        left.plot(epochs, [r.get(key) for r in records], label=key, marker=".")
-    for key in ("val_R1", "val_R5", "val_R10", "val_mAP", "val_mINP"):
+        losses.plot(epochs, [r.get(key) for r in records], label=key, marker=".", color=series_colour(key))
+    for key in VAL_KEYS:
         points = [(r["epoch"], r[key]) for r in records if key in r]
         if points:
-            right.plot(*zip(*points), label=key[4:], marker=".")
-    left.set(title="training losses (epoch mean)", xlabel="epoch")
-    right.set(title="validation (%)", xlabel="epoch")
-    for axis in (left, right):
+            validation.plot(*zip(*points), label=key[4:], marker=".", color=series_colour(key))
+    points = [(r["epoch"], r["lr"]) for r in records if "lr" in r]
+    if points:
+        rate.plot(*zip(*points), label="lr (end of epoch)", marker=".", color=series_colour("lr"))
+    losses.set(title="training losses (epoch mean)", xlabel="epoch")
+    validation.set(title="validation (%)", xlabel="epoch")
+    rate.set(title="base learning rate", xlabel="epoch")
+    for axis in (losses, validation, rate):
+        if best_epoch is not None:
+            axis.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1, label=f"best.pt (epoch {best_epoch})")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axis.lines:
             axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
     figure.tight_layout()
+    return figure
+
+
+def plot_curves(run_dir: Path, records: list[dict[str, Any]], best_epoch: int | None = None) -> Path:
+    """Draw curves.png in the run folder (see ``curves_figure``)."""
+    import matplotlib.pyplot as plt
+
+    figure = curves_figure(records, best_epoch)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)

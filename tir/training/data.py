@@ -213,7 +213,7 @@ def load_train_data(
                         f"`{rerun_command(plans_path, text_length).removesuffix(' --force')}` first", path=plans_path)
     plans = None
     if plans_path.exists() and use_plans is not False:
-        store.require_built_from(plans_path, "manifest", manifest_path, "tir plan-masks")
+        store.require_built_from(plans_path, "manifest", manifest_path, rerun_command(plans_path, text_length).removesuffix(" --force"))
         try:
             plans = read_train_plans(plans_path, all_pairs, tokenizer, text_length)
         except UserError as error:

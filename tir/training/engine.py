@@ -47,6 +47,7 @@ from tir.training.methods.base import METHODS, EpochContext, Method, StepContext
 from tir.training.optim import build_optimizer, build_scheduler
 from tir.training.precision import allow_tf32, amp_dtype, autocast
 from tir.training.resume import extension_note
+from tir.training.run_report import end_lines, startup_lines
 from tir.training.samplers import EpochSampler, IdentitySampler, sharded_shuffle, shuffle_sampler
 from tir.training.transforms import augment_batch, normalise
 
@@ -318,6 +319,9 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
         if data.heldout_val:
             log(f"no val split: {config['val_fraction']:.0%} of train identities (seed {config['seed']}) held out for validation")
 
+    if info.is_main:
+        for line in startup_lines(config, device, dtype, method, data, run_dir, steps, info.world_size):
+            log(line)
     loop = _Loop(model, method, optimizer, scheduler, scaler, loader, steps, device, dtype, float(config["grad_clip"] or 0),
                  int(config["seed"]), info, int(config.get("log_every", 50)), bool(config["img_aug"]))
     epochs = int(config["epochs"])
@@ -338,11 +342,14 @@ def train(config: Mapping[str, Any], resume: bool = False, stop_after: int | Non
                     save_checkpoint(run_dir / BEST, _state(method, config, data, epoch + 1, step, best))
             records.append(record)
             write_metrics(run_dir, records)
-            plot_curves(run_dir, records)
+            plot_curves(run_dir, records, best["epoch"])
             state = _state(method, config, data, epoch + 1, step, best)
             state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=capture_rng())
             save_checkpoint(run_dir / LAST, state)
             shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith(("loss", "val_")))
             log(f"epoch {epoch + 1}/{epochs}: {shown}")
         barrier()
+    if info.is_main and (stop_after is None or stop_after >= epochs):
+        for line in end_lines(best, records, run_dir):
+            log(line)
     return run_dir

@@ -76,7 +76,7 @@ def _load_weights_file(path: Path) -> object:
         if "TorchScript" not in str(error):
             raise UserError(f"cannot read the checkpoint ({str(error).splitlines()[0][:120]}); {_WEIGHTS_FIX}", path=path) from None
     except Exception as error:  # noqa: BLE001 - any unreadable file (pickle, text, truncated) is the user's to fix
-        raise UserError(f"not a readable checkpoint ({type(error).__name__}); {_WEIGHTS_FIX}", path=path) from None
+        raise UserError(f"{_what_it_holds(path, error)}; {_WEIGHTS_FIX}", path=path) from None
     try:
         state = torch.jit.load(str(path), map_location="cpu").state_dict()
     except Exception as error:  # noqa: BLE001
@@ -84,6 +84,17 @@ def _load_weights_file(path: Path) -> object:
     for key in ("input_resolution", "context_length", "vocab_size"):
         state.pop(key, None)
     return state
+
+
+def _what_it_holds(path: Path, error: Exception) -> str:
+    """Why open_clip could not read ``path``: what the file holds when torch can load it, else its error type."""
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001
+        return f"not a readable checkpoint ({type(error).__name__})"
+    if isinstance(value, dict) and not value:
+        return "holds an empty mapping, not a state dict of CLIP weights"
+    return f"holds a {type(value).__name__}, not a state dict of CLIP weights"
 
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:

@@ -26,6 +26,9 @@ class DatasetSpec:
     split_rule: str  # the rule above in words, for warnings and the README
     published: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # split -> (ids, images, captions)
     image_dir: str = "imgs"
+    id_key: str = "id"
+    split_key: str = "split"
+    captions_key: str = "captions"
 
     def split_of(self, value: object) -> str:
         """The split a raw ``split`` value belongs to under this dataset's rule."""
@@ -39,6 +42,21 @@ def _load() -> dict[str, DatasetSpec]:
 
 
 REGISTRY: dict[str, DatasetSpec] = _load()
+
+
+def custom_spec(name: str, image_key: str, id_key: str, split_key: str, captions_key: str) -> DatasetSpec:
+    """A user's own dataset: train / val / test splits under key names of their choosing."""
+    return DatasetSpec(
+        name=name,
+        annotation_files=("annotations.json", "annotations.csv"),
+        image_key=image_key,
+        splits=SPLITS,
+        fallback_split="val",
+        split_rule="custom datasets: anything not train or test is val",
+        id_key=id_key,
+        split_key=split_key,
+        captions_key=captions_key,
+    )
 
 
 def get_spec(name: str) -> DatasetSpec:
