@@ -78,6 +78,7 @@ def markdown_report(runs: list[Run], split: str = "test", examples: int = 3) -> 
         lines.append("| (none) |" + " |" * len(runs))
     best = [run.best_record() for run in runs]
     lines += ["", f"{split.capitalize()} metrics (%):", "", head]
+    lines.append("| epochs done | " + " | ".join(str(len(run.records)) for run in runs) + " |")
     lines.append("| best val epoch | " + " | ".join(str(b["epoch"]) if b else "-" for b in best) + " |")
     for key in METRIC_KEYS:
         values = [m.get(key) for m in metrics]
