@@ -105,6 +105,7 @@ def plot_validation(runs: list[Run], out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from tir.pipeline.store import write_bytes_atomic
 
@@ -116,6 +117,7 @@ def plot_validation(runs: list[Run], out: Path) -> Path:
                 axis.plot(*zip(*points), marker=".", label=run.name)
     for axis, title in zip(axes, ("validation R@1 (%)", "validation mAP (%)")):
         axis.set(title=title, xlabel="epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         if axis.lines:
             axis.legend(fontsize=8)

@@ -83,7 +83,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_method(path: str | Path, device: str | torch.device = "cpu") -> tuple[Method, dict[str, Any], dict[str, Any]]:
     """(method in eval mode on ``device``, its run config, the checkpoint dict) from a run folder or file."""
     state = read_checkpoint(path)
-    config = state["config"]
-    method = build_method(config, state["num_classes"], with_pretrained=False)
+    return method_from_state(state, device), state["config"], state
+
+
+def method_from_state(state: dict[str, Any], device: str | torch.device = "cpu") -> Method:
+    """The trained method (eval mode, on ``device``) of a checkpoint dict from ``read_checkpoint``."""
+    method = build_method(state["config"], state["num_classes"], with_pretrained=False)
     method.load_state_dict(state["model"])
-    return method.to(device).eval(), config, state
+    return method.to(device).eval()
