@@ -13,7 +13,7 @@ from PIL import Image
 from tir.training.evaluation import eval_data, evaluate, split_tables
 from tir.training.methods.base import Method
 from tir.training.metrics import retrieval_metrics
-from tir.training.retrieval_plot import plot_retrievals
+from tir.training.retrieval_plot import pick_queries, plot_retrievals, worst_queries
 
 torch.set_num_threads(1)
 DIM = 6
@@ -89,7 +89,8 @@ def test_evaluate_matches_whole_matrix(chunk_size) -> None:
     assert result.metrics == pytest.approx(expected)
     assert method.training  # mode restored
     table = result.per_query
-    assert list(table.columns) == ["pair_index", "pid", "first_hit_rank", "ap", "inp", "n_hits", "top10"]
+    assert list(table.columns) == ["pair_index", "pid", "first_hit_rank", "ap", "inp", "n_hits", "top10", "caption",
+                                   "image_path", "first_hit_image", "first_hit_path", "top10_paths"]
     assert len(table) == 30 and (table["n_hits"] == 3).all()
     assert 100 * table["ap"].mean() == pytest.approx(expected["mAP"])
     assert all(len(top) == 10 for top in table["top10"])
@@ -102,3 +103,34 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     out = plot_retrievals(result.per_query, data.queries, data.gallery, tmp_path, tmp_path / "plot.png", n_queries=3)
     assert out.stat().st_size > 1000
     assert Image.open(out).format == "PNG"
+    worst = plot_retrievals(result.per_query, data.queries, data.gallery, tmp_path, tmp_path / "worst.png", worst=4)
+    with Image.open(worst) as image, Image.open(out) as seeded:
+        assert image.size[1] > seeded.size[1]  # four rows instead of three
+
+
+def test_failure_analysis_columns_agree_with_the_ranking() -> None:
+    data, method, _ = build()
+    table = evaluate(method, data, "cpu", quiet=True).per_query
+    gallery = data.gallery.set_index("image_index")
+    queries = data.queries.set_index("pair_index")
+    for _, row in table.iterrows():
+        assert row["caption"] == queries.loc[row["pair_index"], "caption"]
+        assert row["image_path"] == gallery.loc[queries.loc[row["pair_index"], "image_index"], "image_path"]
+        assert list(row["top10_paths"]) == [gallery.loc[i, "image_path"] for i in row["top10"]]
+        ranked_pids = [gallery.loc[i, "pid"] for i in row["top10"]]
+        first = ranked_pids.index(row["pid"]) + 1 if row["pid"] in ranked_pids else None
+        if first is not None:  # the first hit in the top 10 is the recorded one
+            assert row["first_hit_rank"] == first and row["first_hit_image"] == row["top10"][first - 1]
+        assert gallery.loc[row["first_hit_image"], "pid"] == row["pid"]
+        assert row["first_hit_path"] == gallery.loc[row["first_hit_image"], "image_path"]
+
+
+def test_plot_query_choice_ignores_results_and_worst_are_worst() -> None:
+    data, method, _ = build()
+    table = evaluate(method, data, "cpu", quiet=True).per_query
+    other = table.assign(first_hit_rank=table["first_hit_rank"].to_numpy()[::-1])  # another run's results
+    assert pick_queries(table, 6)["pair_index"].tolist() == pick_queries(other, 6)["pair_index"].tolist()
+    assert pick_queries(table, 6, seed=1)["pair_index"].tolist() != pick_queries(table, 6)["pair_index"].tolist()
+    table.loc[3, "first_hit_rank"] = 0  # a query without any hit counts as the worst
+    worst = worst_queries(table, 4)["first_hit_rank"].tolist()
+    assert worst[0] == 0 and worst[1:] == sorted(table["first_hit_rank"].drop(3), reverse=True)[:3]

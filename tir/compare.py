@@ -78,6 +78,7 @@ def markdown_report(runs: list[Run], split: str = "test", examples: int = 3) -> 
         lines.append("| (none) |" + " |" * len(runs))
     best = [run.best_record() for run in runs]
     lines += ["", f"{split.capitalize()} metrics (%):", "", head]
+    lines.append("| epochs done | " + " | ".join(str(len(run.records)) for run in runs) + " |")
     lines.append("| best val epoch | " + " | ".join(str(b["epoch"]) if b else "-" for b in best) + " |")
     for key in METRIC_KEYS:
         values = [m.get(key) for m in metrics]
@@ -104,6 +105,7 @@ def plot_validation(runs: list[Run], out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from tir.pipeline.store import write_bytes_atomic
 
@@ -115,6 +117,7 @@ def plot_validation(runs: list[Run], out: Path) -> Path:
                 axis.plot(*zip(*points), marker=".", label=run.name)
     for axis, title in zip(axes, ("validation R@1 (%)", "validation mAP (%)")):
         axis.set(title=title, xlabel="epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         if axis.lines:
             axis.legend(fontsize=8)

@@ -38,11 +38,12 @@ def index(run: Path, dataset: str | None, split: str, images_dir: Path | None, m
     from tir.pipeline.layout import MANIFEST, dataset_dir
     from tir.search import index as gallery_index
     from tir.search.locate import default_index_path
-    from tir.training.checkpoint import checkpoint_path, load_method, read_checkpoint
+    from tir.training.checkpoint import checkpoint_path, method_from_state, read_checkpoint
     from tir.training.data import image_root as find_image_root
 
     checkpoint = checkpoint_path(run)
-    config = read_checkpoint(checkpoint)["config"]
+    state = read_checkpoint(checkpoint)
+    config = state["config"]
     inputs: dict[str, Path] = {"checkpoint": checkpoint}
     if images_dir is not None:
         gallery = gallery_index.folder_gallery(images_dir)
@@ -65,7 +66,7 @@ def index(run: Path, dataset: str | None, split: str, images_dir: Path | None, m
         click.echo(f"{target}: fresh (same checkpoint and gallery); nothing to do (--force rebuilds)")
         return
     torch_device = device_from_option(device)
-    method, config, _ = load_method(checkpoint, torch_device)
+    method = method_from_state(state, torch_device)
     features, readable = gallery_index.encode_gallery(method, gallery, tuple(config["image_size"]), torch_device,
                                                       batch_size or int(config["eval_batch_size"]), workers)
     path = gallery_index.write_index(target, gallery, features, readable, options, inputs)

@@ -125,10 +125,18 @@ def _checkpoint_problem(state: dict[str, Any]) -> str | None:
 
 def load_method(path: str | Path, device: str | torch.device = "cpu") -> tuple[Method, dict[str, Any], dict[str, Any]]:
     """(method in eval mode on ``device``, its run config, the checkpoint dict) from a run folder or file."""
-    from tir.training.build import check_config
     from tir.training.config import DEFAULTS
 
     state = read_checkpoint(path)
+    return method_from_state(state, device, path), {**DEFAULTS, **state["config"]}, state
+
+
+def method_from_state(state: dict[str, Any], device: str | torch.device = "cpu", path: str | Path | None = None) -> Method:
+    """The trained method (eval mode, on ``device``) of a checkpoint dict from ``read_checkpoint``; weights
+    that do not fit the checkpoint's own config are a one-line UserError naming ``path``."""
+    from tir.training.build import check_config
+    from tir.training.config import DEFAULTS
+
     config = {**DEFAULTS, **state["config"]}
     check_config({**config, "pretrained": None})  # the weights come from the checkpoint, not the pretrained file
     method = build_method(config, state["num_classes"], with_pretrained=False)
@@ -138,7 +146,7 @@ def load_method(path: str | Path, device: str | torch.device = "cpu") -> tuple[M
         first = str(error).strip().splitlines()[0][:160]
         raise UserError(f"damaged tir checkpoint: its weights do not fit its own config ({first}); re-run `tir train`",
                         path=path) from None
-    return method.to(device).eval(), config, state
+    return method.to(device).eval()
 
 
 def data_manifest_fingerprint(config: Mapping[str, Any]) -> dict[str, Any]:
