@@ -102,9 +102,9 @@ def run_eval(
                                               run_dir / f"eval-{split}.png"))
         from tir.training.methods.base import EvalFigures
 
-        summary.update(method.eval_figures(EvalFigures(result.per_query, data.queries, data.gallery, images_root,
-                                                       tokenizer_for(config), config["text_length"], device,
-                                                       run_dir / f"eval-{split}")))
+        summary["figures"] = method.eval_figures(EvalFigures(result.per_query, data.queries, data.gallery, images_root,
+                                                             tokenizer_for(config), config["text_length"], device,
+                                                             run_dir / f"eval-{split}"))
     return summary
 
 
@@ -124,7 +124,8 @@ def run_eval(
 @click.option("--image-root", type=click.Path(file_okay=False),
               help="Folder the manifest's image paths are relative to [default: the run's, else <prepare --root>/imgs].")
 @click.option("--plot/--no-plot", default=True, show_default=True,
-              help="Draw eval-<split>.png in the run folder: a few queries with their top-5 images, hits green.")
+              help="Draw eval-<split>.png in the run folder: a few queries with their top-5 images, hits green; "
+                   "methods may add their own (ssan: eval-<split>-parts.png, word-part scores beside the image stripes).")
 def evaluate(run_or_checkpoint: Path, split: str, json_path: Path | None, batch_size: int | None, device: str,
              manifests: str | None, image_root: str | None, plot: bool) -> None:
     """Evaluate a trained run: R@1/5/10, mAP, mINP and rSum on the test split.
@@ -140,6 +141,8 @@ def evaluate(run_or_checkpoint: Path, split: str, json_path: Path | None, batch_
                f"{summary['gallery']:,} images, checkpoint {summary['checkpoint']} (epoch {summary['epoch']})")
     click.echo(metrics_table(summary["metrics"]))
     click.echo(f"per-query ranks: {summary['per_query']}" + (f"; plot: {summary['plot']}" if plot else ""))
+    for name, path in summary.get("figures", {}).items():
+        click.echo(f"{name.replace('_', ' ')}: {path}")
     if json_path is not None:
         write_json_atomic(json_path, summary)
         click.echo(f"metrics: {json_path}")
