@@ -207,3 +207,34 @@ def test_similarity_is_the_sum_of_the_three_cosines() -> None:
 def test_training_without_the_train_set_is_refused() -> None:
     with pytest.raises(RuntimeError, match="use_train_set"):
         _method()(random_batch(4, MICRO_SIZE, 16), StepContext(0, 0, 1))
+
+
+# ---------------------------------------------------------------------- train + eval from the CLI
+@pytest.mark.parametrize("fmt", ["CUHK-PEDES", "ICFG-PEDES", "RSTPReid"])
+def test_train_and_eval_on_each_synthetic_format(fmt: str, tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from tir.cli import cli
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    manifests = tmp_path / "manifests"
+    run("synth", fmt, "--out", str(tmp_path / "raw"), "--ids", "12", "--images-per-id", "2", "--jobs", "1")
+    run("prepare", fmt, "--root", str(tmp_path / "raw"), "--out", str(manifests / fmt), "--jobs", "1")
+    run("train", "--dataset", fmt, "--manifests", str(manifests), "--model", "tir-micro", "--method", "ssan",
+        "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--workers", "0", "--out", str(tmp_path / "runs"),
+        "--name", "ssan", "--set", "image_size=[96, 32]", "--set", "text_length=24", "--set", "image_cache=false",
+        "--set", "max_steps_per_epoch=2")
+    record = json.loads((tmp_path / "runs" / "ssan" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["cross_found"] == 1.0 and record["loss_ranking"] >= 0 and record["loss_id"] > 0
+    output = run("eval", str(tmp_path / "runs" / "ssan"), "--device", "cpu", "--json", str(tmp_path / "eval.json"))
+    summary = json.loads((tmp_path / "eval.json").read_text())
+    assert summary["method"] == "ssan" and 0 <= summary["metrics"]["R1"] <= 100 and "R@1" in output
+    picture = tmp_path / "runs" / "ssan" / "eval-test-parts.png"
+    assert summary["figures"] == {"parts_plot": str(picture)} and f"parts plot: {picture}" in output
+    assert picture.stat().st_size > 5000

@@ -118,9 +118,9 @@ def run_eval(
                                               run_dir / f"eval-{split}.png", worst=worst))
         from tir.training.methods.base import EvalFigures
 
-        summary.update(method.eval_figures(EvalFigures(result.per_query, data.queries, data.gallery, images_root,
-                                                       tokenizer_for(config), config["text_length"], device,
-                                                       run_dir / f"eval-{split}")))
+        summary["figures"] = method.eval_figures(EvalFigures(result.per_query, data.queries, data.gallery, images_root,
+                                                             tokenizer_for(config), config["text_length"], device,
+                                                             run_dir / f"eval-{split}"))
     return summary
 
 
@@ -148,7 +148,8 @@ def run_eval(
                    "Other methods ignore it.")
 @click.option("--plot/--no-plot", default=True, show_default=True,
               help="Draw eval-<split>.png in the run folder: six queries (a seeded choice, the same for every "
-                   "run of the dataset) with their top-5 images, hits green, and a miss's correct image with its rank.")
+                   "run of the dataset) with their top-5 images, hits green, and a miss's correct image with its rank; "
+                   "methods may add their own (ssan: eval-<split>-parts.png, word-part scores beside the image stripes).")
 @click.option("--worst", type=click.IntRange(min=1), metavar="N",
               help="Draw the N queries with the worst first-hit rank instead of the seeded choice.")
 def evaluate(run_or_checkpoint: Path, split: str, json_path: Path | None, batch_size: int | None, device: str,
@@ -174,6 +175,8 @@ def evaluate(run_or_checkpoint: Path, split: str, json_path: Path | None, batch_
         click.echo(f"re-ranked (top {summary['rerank_k']} re-scored by the matching head, {summary['rerank_seconds']} s):")
         click.echo(metrics_table(summary["metrics_reranked"]))
     click.echo(f"per-query ranks: {summary['per_query']}" + (f"; plot: {summary['plot']}" if plot else ""))
+    for name, path in summary.get("figures", {}).items():
+        click.echo(f"{name.replace('_', ' ')}: {path}")
     if json_path is not None:
         write_json_atomic(json_path, summary)
         click.echo(f"metrics: {json_path}")

@@ -48,8 +48,7 @@ def plot_part_alignment(method: "Ssan", figures: "EvalFigures", n_queries: int =
         scores = method.word_part_scores(text).float().cpu().numpy()
     finally:
         method.train(was_training)
-    valid = (text.cpu() != 0).numpy()
-    lengths = [int(v.sum()) - 2 for v in valid]  # tokens between start and end
+    lengths = ((text == method.backbone.eot_id).int().argmax(dim=1) - 1).tolist()  # tokens between start and end
     widest = max(max(lengths), 1)
     figure, axes = plt.subplots(
         len(picked), 2, figsize=(1.6 + 0.22 * widest + 1.5, 2.3 * len(picked)), squeeze=False,
