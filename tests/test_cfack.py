@@ -236,3 +236,22 @@ def test_bad_options_are_user_errors() -> None:
         tiny_cfack(momentum=1.5)
     with pytest.raises(UserError, match="pretrained-cnn"):
         tiny_cfack(cnn="none", pretrained_cnn="x.pt")
+
+
+def test_recipes_carry_cfacks_schedule_and_build() -> None:
+    from pathlib import Path
+
+    from tir.training import config as config_io
+    from tir.training.build import check_config
+
+    recipes = {p.stem: p for p in Path(__file__).parents[1].glob("configs/cfack_*.yaml")}
+    assert set(recipes) == {"cfack_cuhk-pedes", "cfack_icfg-pedes", "cfack_rstpreid"}
+    for stem, recipe in recipes.items():
+        config = config_io.resolve(recipe)
+        check_config(config)
+        assert (config["optimizer"], config["lr"], config["weight_decay"], config["betas"]) == ("adamw", 1e-5, 0.01, [0.9, 0.98])
+        assert config["epochs"] == (31 if "cuhk" in stem else 61)
+        assert config["warmup_epochs"] == pytest.approx(config["epochs"] / 10) and config["warmup_factor"] == 0
+        assert config["method"] == "cfack" and config["method_options"]["cnn"] == "resnet50"
+    options = {**config["method_options"], "cnn": "none", "fusion_depth": 1}
+    assert create_method("cfack", build_backbone("tir-micro"), 2, options).momentum is not None

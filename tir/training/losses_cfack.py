@@ -33,11 +33,12 @@ def identity_contrast(a: torch.Tensor, b: torch.Tensor, pids: torch.Tensor, temp
     same-identity pairs, averaged over both directions; features gathered from every rank."""
     a_all, b_all = all_gather_with_grad(a.float()), all_gather_with_grad(b.float())
     pids_all = all_gather_no_grad(pids).view(-1, 1)
-    logits = a_all @ b_all.t() / temperature
-    same = (pids_all == pids_all.t()).float()
-    targets = same / same.sum(dim=1, keepdim=True)
-    a_to_b = -(F.log_softmax(logits, dim=1) * targets).sum(dim=1).mean()
-    b_to_a = -(F.log_softmax(logits.t(), dim=1) * targets).sum(dim=1).mean()
+    with torch.autocast(a.device.type, enabled=False):  # float32 logits under mixed precision
+        logits = a_all @ b_all.t() / temperature.float()
+        same = (pids_all == pids_all.t()).float()
+        targets = same / same.sum(dim=1, keepdim=True)
+        a_to_b = -(F.log_softmax(logits, dim=1) * targets).sum(dim=1).mean()
+        b_to_a = -(F.log_softmax(logits.t(), dim=1) * targets).sum(dim=1).mean()
     return (a_to_b + b_to_a) / 2
 
 
@@ -87,7 +88,8 @@ def hard_negatives(
     whether each text / image has any other identity in the batch [B] bool); rows without one get
     index 0, to be dropped by the caller.
     """
-    similarity = image.float() @ text.float().t() / temperature
+    with torch.autocast(image.device.type, enabled=False):
+        similarity = image.float() @ text.float().t() / temperature
     same = pids.view(-1, 1) == pids.view(1, -1)
     draws = []
     for scores in (similarity.t(), similarity):  # text -> image, then image -> text
