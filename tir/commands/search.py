@@ -31,8 +31,11 @@ def _graph_line(graph: dict | None) -> str:
               help="Also write a self-contained HTML page with the thumbnails to this file.")
 @click.option("--graphs/--no-graphs", default=True, show_default=True, help="Parse each sentence into its scene graph (spaCy).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")
+@click.option("--rerank-k", type=click.IntRange(min=0), default=128, show_default=True,
+              help="Methods with a matching head (cfack): re-score each sentence's top K images by it, as "
+                   "`tir eval --rerank-k` does (scores shown stay the similarity); 0 turns it off. Other methods ignore it.")
 def search(run: Path, sentences: tuple[str, ...], index_path: Path | None, top: int, as_json: bool,
-           html_path: Path | None, graphs: bool, device: str) -> None:
+           html_path: Path | None, graphs: bool, device: str, rerank_k: int) -> None:
     """Rank RUN's index for each sentence with the method's own test similarity and print the top images.
 
     For every sentence: rank, score, image path and person id (where known), then the scene graph tir
@@ -45,7 +48,7 @@ def search(run: Path, sentences: tuple[str, ...], index_path: Path | None, top: 
     from tir.search.page import render_page, thumbnail_uri
     from tir.search.searcher import Searcher
 
-    searcher = Searcher.open(run, find_index(run, index_path), device_from_option(device))
+    searcher = Searcher.open(run, find_index(run, index_path), device_from_option(device), rerank_k)
     results = searcher.search(list(sentences), top, graphs=graphs)
     if as_json:
         click.echo(json.dumps([result.to_dict() for result in results], indent=2))

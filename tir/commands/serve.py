@@ -15,7 +15,10 @@ import click
               help="Address to listen on; the default is reachable from this machine only.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")
-def serve(run: Path, index_path: Path | None, host: str, port: int, device: str) -> None:
+@click.option("--rerank-k", type=click.IntRange(min=0), default=128, show_default=True,
+              help="Methods with a matching head (cfack): re-score each sentence's top K images by it, as "
+                   "`tir eval --rerank-k` does (scores shown stay the similarity); 0 turns it off. Other methods ignore it.")
+def serve(run: Path, index_path: Path | None, host: str, port: int, device: str, rerank_k: int) -> None:
     """Serve a search page for RUN: type a sentence, see the top images with scores, its scene graph and
     the words the model attended to. JSON at /api/search?q=...&k=... (k at most 100, sentences at most
     1000 characters). Needs the serve extra: pip install 'tir[serve]'.
@@ -26,7 +29,7 @@ def serve(run: Path, index_path: Path | None, host: str, port: int, device: str)
     from tir.search.server import make_server, require_fastapi
 
     require_fastapi()
-    searcher = Searcher.open(run, find_index(run, index_path), device_from_option(device))
+    searcher = Searcher.open(run, find_index(run, index_path), device_from_option(device), rerank_k)
     searcher.parse(["warm up"])  # load the parser now, not on the first query
     server = make_server(searcher, host, port, f"tir search: {run.name}")
     click.echo(f"serving {len(searcher.index):,} images of {searcher.index.root} at http://{host}:{port}/ (Ctrl-C stops)")

@@ -21,9 +21,12 @@ from tir.errors import UserError
 from tir.pipeline import store
 from tir.search.index import GalleryIndex, load_index
 from tir.training.methods.base import Features, Method
+from tir.training.metrics import top_indices
+from tir.training.rerank import reranked_similarity
 
 MAX_SENTENCE_CHARS = 1000
 MAX_TOP = 100
+DEFAULT_RERANK_K = 128  # as `tir eval --rerank-k`: a re-ranking method (cfack) re-scores each sentence's top 128
 
 
 @dataclass
@@ -48,15 +51,8 @@ class SearchResult:
 def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best gallery positions per row in evaluation's order (descending score, ties keep gallery
     order) and their scores, without sorting the whole gallery."""
-    k = min(k, scores.shape[1])
-    threshold = scores.topk(k, dim=1).values[:, -1:]
-    positions, values = [], []
-    for row, cut in zip(scores, threshold):
-        candidates = torch.nonzero(row >= cut).flatten()  # every position tied with the k-th is a candidate
-        order = torch.sort(-row[candidates], stable=True).indices[:k]
-        positions.append(candidates[order])
-        values.append(row[candidates[order]])
-    return torch.stack(values), torch.stack(positions)
+    positions = top_indices(scores, k)
+    return scores.gather(1, positions), positions
 
 
 @lru_cache(maxsize=1)
@@ -90,16 +86,18 @@ def attended_words(caption: str, weights: torch.Tensor) -> list[dict[str, Any]]:
 class Searcher:
     """A run's method and an index built from the same checkpoint, ready to rank sentences."""
 
-    def __init__(self, method: Method, config: dict[str, Any], index: GalleryIndex, device: torch.device) -> None:
+    def __init__(self, method: Method, config: dict[str, Any], index: GalleryIndex, device: torch.device,
+                 rerank_k: int = DEFAULT_RERANK_K) -> None:
         from tir.training.build import tokenizer_for
         from tir.training.data import make_tokenize
 
         self.method, self.config, self.index, self.device = method, config, index, device
+        self.rerank_k = rerank_k if method.reranks else 0
         self.tokenize = make_tokenize(tokenizer_for(config), int(config["text_length"]))
         self.image_features: Features = {name: value.to(device) for name, value in index.features.items()}
 
     @classmethod
-    def open(cls, run: Path, index_path: Path, device: torch.device) -> "Searcher":
+    def open(cls, run: Path, index_path: Path, device: torch.device, rerank_k: int = DEFAULT_RERANK_K) -> "Searcher":
         """Load the run's checkpoint and the index; refuse an index built from another checkpoint."""
         from tir.training.checkpoint import checkpoint_path, load_method
 
@@ -109,19 +107,27 @@ class Searcher:
         if recorded is None or not store.fingerprint_matches(recorded, checkpoint):
             raise UserError(f"was built from another checkpoint than {checkpoint}; run `tir index {run}`", path=index_path)
         method, config, _ = load_method(checkpoint, device)
-        return cls(method, config, index, device)
+        return cls(method, config, index, device, rerank_k)
 
     @torch.no_grad()
-    def scores(self, sentences: list[str]) -> torch.Tensor:
-        """The method's test similarity [sentences, gallery]."""
+    def scores(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the method's test similarity, the scores that order the gallery) [sentences, gallery]: the two
+        differ for a method that re-ranks each sentence's top ``rerank_k`` (as `tir eval --rerank-k`)."""
         self.method.eval()
         text = self.method.encode_text(self.tokenize(sentences).to(self.device))
-        return self.method.similarity({name: value.float() for name, value in text.items()}, self.image_features)
+        text = {name: value.float() for name, value in text.items()}
+        similarity = self.method.similarity(text, self.image_features)
+        if self.rerank_k <= 0:
+            return similarity, similarity
+        ordering = reranked_similarity(similarity, self.rerank_k,
+                                       lambda candidates: self.method.rerank(text, self.image_features, candidates))
+        return similarity, ordering
 
     def rank(self, sentences: list[str], k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scores, gallery positions) of the top ``k`` per sentence, in evaluation's order."""
-        values, positions = top_k(self.scores(sentences), k)
-        return values.cpu(), positions.cpu()
+        """(similarity, gallery positions) of the top ``k`` per sentence, in evaluation's order."""
+        similarity, ordering = self.scores(sentences)
+        _, positions = top_k(ordering, k)
+        return similarity.gather(1, positions).cpu(), positions.cpu()
 
     def parse(self, sentences: list[str]) -> list[dict[str, list[dict[str, Any]]]]:
         """Scene graphs of the sentences with tir's default parser (spaCy), loaded on first use."""

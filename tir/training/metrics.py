@@ -96,7 +96,7 @@ def _stable_top(values: torch.Tensor, indices: torch.Tensor, k: int) -> torch.Te
     return indices.gather(1, by_value)
 
 
-def _top_indices(sim: torch.Tensor, top_k: int) -> torch.Tensor:
+def top_indices(sim: torch.Tensor, top_k: int) -> torch.Tensor:
     """Gallery indices of each query's ``top_k`` best scores, ties by gallery order (as a stable sort)."""
     n_queries, n_gallery = sim.shape
     k = min(top_k, n_gallery)
@@ -153,7 +153,7 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
         ap=ap.cpu(),
         inp=inp.cpu(),
         n_hits=n_hits.long().cpu(),
-        top=_top_indices(sim, top_k).cpu(),
+        top=top_indices(sim, top_k).cpu(),
         first_hit=first_hit.long().cpu(),
     )
 

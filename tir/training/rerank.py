@@ -13,10 +13,12 @@ from collections.abc import Callable
 
 import torch
 
+from tir.training.metrics import top_indices
+
 
 def top_candidates(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Gallery indices [q, k] of each row's k best scores, best first; ties keep gallery order."""
-    return torch.sort(-scores, dim=1, stable=True).indices[:, : min(k, scores.shape[1])]
+    return top_indices(scores, k)
 
 
 def reranked_similarity(
