@@ -246,6 +246,11 @@ def _is_wearable(toks: list[Tok], tok: Tok) -> bool:
     return True
 
 
+def _is_body_part(tok: Tok) -> bool:
+    """A token naming a body part that modifiers describe (hair, beard ...), typos normalised."""
+    return tok.pos in ("NOUN", "PROPN", "ADJ") and normalise_head(tok.text, tok.lemma) in ("hair", "beard", "ponytail")
+
+
 def _is_phrase_modifier(toks: list[Tok], tok: Tok) -> bool:
     """A token that can stand between a determiner and its garment: "a", "his", "dark blue", "striped", "cargo"."""
     lower = tok.lower
@@ -318,11 +323,16 @@ def _counted(toks: list[Tok], tok: Tok) -> Tok:
 
 def _garment_runs(toks: list[Tok]) -> list[list[_Phrase]]:
     """Garment phrases, grouped into lists separated only by commas, `and` or nothing (a garment alone is a list
-    of one)."""
+    of one); a hair phrase is a list of its own."""
     runs: list[list[_Phrase]] = []
     current: list[_Phrase] = []
     floor = 0
     for tok in toks:
+        if _is_body_part(tok):  # "shoulder length hiar": a phrase of its own, never part of a garment list
+            start = _phrase_start(toks, tok, floor)
+            runs += [current, [_Phrase(start, tok, tok)]] if current else [[_Phrase(start, tok, tok)]]
+            current, floor = [], tok.i + 1
+            continue
         if not _is_wearable(toks, tok):
             continue
         element = _element(toks, tok)

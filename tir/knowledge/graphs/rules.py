@@ -447,7 +447,8 @@ class _Rules:
     def _inner_modifiers(self, obj: int, mod: Tok, head: Tok) -> None:
         """Modifiers of a modifier that describe the object too: "dark" in "dark colored", "short" in "short grey"."""
         for inner in _children(self.toks, mod, "advmod", "npadvmod", "amod", "compound"):
-            if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod" or inner.pos == "ADJ"):
+            if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod" or inner.pos == "ADJ"
+                                    or inner.lower in HYPHENATED):
                 self._one_modifier(obj, inner, head)
 
     @staticmethod
