@@ -232,10 +232,10 @@ def _is_wearable(toks: list[Tok], tok: Tok) -> bool:
     """A token naming something worn (typos and variants normalised), not as the kind of the next garment."""
     if tok.pos == "VERB" and tok.lower not in WEARABLES:  # "tied" is not a tie
         return False
-    if tok.pos not in ("NOUN", "PROPN", "ADJ", "VERB", "X") or _attribute_word(tok.lower):
+    if tok.pos not in ("NOUN", "PROPN", "ADJ", "VERB", "X"):
         return False
     word = normalise_head(tok.text, tok.lemma)
-    if word not in WEARABLES:
+    if word not in WEARABLES or _attribute_word(tok.lower):
         return False
     nxt = toks[tok.i + 1] if tok.i + 1 < len(toks) else None
     prev = toks[tok.i - 1] if tok.i > 0 else None

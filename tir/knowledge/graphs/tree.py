@@ -22,10 +22,10 @@ class Tok:
     start: int
     end: int
     children: list[int] = field(default_factory=list)
+    lower: str = field(init=False, default="")  # the text in lower case (the rules read it many times)
 
-    @property
-    def lower(self) -> str:
-        return self.text.lower()
+    def __post_init__(self) -> None:
+        self.lower = self.text.lower()
 
 
 def children(toks: list[Tok], tok: Tok, *deps: str) -> list[Tok]:
