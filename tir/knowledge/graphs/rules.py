@@ -4,7 +4,7 @@ The described person is one object; pronouns, relative pronouns and repeated per
 Garments, body parts and items are objects with normalised heads; their modifiers become attributes
 (multi-word colours kept whole, multi-colour words split, sleeves normalised); verbs and prepositions
 become relations attached to the subject they describe (conjoined verbs, relative clauses, `with` rules).
-The conventions are in GRAPH_CONVENTIONS.md.
+The conventions are in docs/GRAPH_CONVENTIONS.md.
 """
 
 from __future__ import annotations
