@@ -4,7 +4,8 @@ Every available backend parses (a) the hand-annotated clean gold set ``tests/dat
 (b) the hand-annotated real-style gold set ``tests/data/gold_graphs_real_style.jsonl`` (lower case, run-ons,
 typos, capitals) and (c) the ground-truth captions of a fresh ``tir synth`` dataset; precision / recall / F1 of objects,
 (object, attribute) pairs and (subject, predicate, object) triples come from
-``tir.knowledge.graph_scoring``, with the parse speed in captions per second (model loading excluded).
+``tir.knowledge.graph_scoring``, with the parse speed in captions per second of wall-clock time and of CPU time
+(model loading excluded).
 
     python benchmarks/graph_quality.py [--backends spacy,sng] [--synth-ids 60] [--json]
 """
@@ -43,26 +44,28 @@ def datasets(synth_ids: int, synth_images: int, seed: int, workdir: Path) -> dic
     return {"gold": read_graphs(GOLD), "real": read_graphs(REAL_STYLE_GOLD), "synth": read_graphs(workdir / GRAPHS_FILE)}
 
 
-def measure(parse: Parse, references: list[dict[str, Any]]) -> tuple[dict[str, LevelScore], float]:
-    """Scores of ``parse`` on the captions of ``references`` and its speed in captions per second."""
+def measure(parse: Parse, references: list[dict[str, Any]]) -> tuple[dict[str, LevelScore], float, float]:
+    """Scores of ``parse`` on the captions of ``references`` and its speed in captions per second, of wall-clock
+    time and of this process's CPU time (the second is steadier on a shared machine)."""
     captions = [r["caption"] for r in references]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     predicted = parse(captions)
-    seconds = time.perf_counter() - start
-    return score_graphs(predicted, references), len(captions) / max(seconds, 1e-9)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return score_graphs(predicted, references), len(captions) / max(seconds, 1e-9), len(captions) / max(cpu_seconds, 1e-9)
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """Plain-text table: backend x dataset, P / R / F1 (percent) per level, captions/s."""
+    """Plain-text table: backend x dataset, P / R / F1 (percent) per level, captions/s (wall, CPU)."""
     levels = " ".join(f"{level + ' P/R/F1':>20}" for level in LEVELS)
-    header = f"{'backend':<8} {'dataset':<7} {'captions':>8} {levels} {'captions/s':>10}"
+    header = f"{'backend':<8} {'dataset':<7} {'captions':>8} {levels} {'captions/s':>10} {'per CPU s':>9}"
     lines = [header, "-" * len(header)]
     for r in results:
         cells = " ".join(
             f"{'{:.1f} {:.1f} {:.1f}'.format(*(100 * r[level][k] for k in ('precision', 'recall', 'f1'))):>20}"
             for level in LEVELS
         )
-        lines.append(f"{r['backend']:<8} {r['dataset']:<7} {r['captions']:>8} {cells} {r['captions_per_s']:>10.0f}")
+        lines.append(f"{r['backend']:<8} {r['dataset']:<7} {r['captions']:>8} {cells} {r['captions_per_s']:>10.0f}"
+                     f" {r['captions_per_cpu_s']:>9.0f}")
     return "\n".join(lines)
 
 
@@ -86,13 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped[name] = str(error).splitlines()[0]
             continue
         for dataset, refs in references.items():
-            scores, speed = measure(parse, refs)
+            scores, speed, cpu_speed = measure(parse, refs)
             results.append(
                 {
                     "backend": name,
                     "dataset": dataset,
                     "captions": len(refs),
                     "captions_per_s": speed,
+                    "captions_per_cpu_s": cpu_speed,
                     **{
                         level: {"precision": s.precision, "recall": s.recall, "f1": s.f1, "matched": s.matched,
                                 "predicted": s.predicted, "gold": s.gold}

@@ -141,3 +141,14 @@ def test_caption_in_capitals_reads_like_lower_case(parse):
     quiet = parse("a woman in a white coat and black boots is walking on the sidewalk")
     assert shouted.triples() == quiet.triples() and shouted.attribute_pairs() == quiet.attribute_pairs()
     assert [o.text for o in shouted.objects][:2] == ["WOMAN", "COAT"]
+
+
+def test_sleeve_length_is_not_also_a_length_of_the_garment(parse):
+    assert set(parse("a man wearing a long sleeve grey shirt").attribute_pairs()) == {
+        ("shirt", "long-sleeved"), ("shirt", "grey")}
+    assert ("shirt", "long-sleeved") in parse("a woman in a long sleev white shirt").attribute_pairs()
+
+
+def test_top_after_on_is_a_location_unless_it_is_a_garment(parse):
+    assert ("woman", "have on", "top") in parse("she has on a black tank top").triples()
+    assert "top" not in parse("a man with a cap on top of his head").heads()

@@ -1,4 +1,4 @@
-"""Score predicted scene graphs against reference graphs (GRAPH_CONVENTIONS.md, "Scoring").
+"""Score predicted scene graphs against reference graphs (docs/GRAPH_CONVENTIONS.md, "Scoring").
 
 Graphs here are plain dicts, the format of ``tests/data/gold_graphs.jsonl`` and of ``tir synth``'s
 ``graphs_gt.jsonl``::
@@ -36,7 +36,7 @@ _HEAD_VARIANTS = {
 }  # fmt: skip
 _HYPHENATED = (
     "tight fitting", "loose fitting", "button up", "button down", "cut off", "see through", "slip on",
-    "thigh length", "knee length", "shoulder length", "two toned",
+    "thigh length", "knee length", "shoulder length", "two toned", "ankle length", "polka dot",
 )  # fmt: skip
 _SLEEVE = re.compile(r"^(short|long|quarter)[ -]?sleeve[sd]?$")
 _COLORED = re.compile(r"^(.+?)[ -]colou?r(?:ed)?$")

@@ -232,10 +232,10 @@ def _is_wearable(toks: list[Tok], tok: Tok) -> bool:
     """A token naming something worn (typos and variants normalised), not as the kind of the next garment."""
     if tok.pos == "VERB" and tok.lower not in WEARABLES:  # "tied" is not a tie
         return False
-    if tok.pos not in ("NOUN", "PROPN", "ADJ", "VERB", "X") or _attribute_word(tok.lower):
+    if tok.pos not in ("NOUN", "PROPN", "ADJ", "VERB", "X"):
         return False
     word = normalise_head(tok.text, tok.lemma)
-    if word not in WEARABLES:
+    if word not in WEARABLES or _attribute_word(tok.lower):
         return False
     nxt = toks[tok.i + 1] if tok.i + 1 < len(toks) else None
     prev = toks[tok.i - 1] if tok.i > 0 else None
@@ -244,6 +244,11 @@ def _is_wearable(toks: list[Tok], tok: Tok) -> bool:
     if (word in GARMENT_COMPOUNDS or tok.lower in GARMENT_COMPOUNDS) and nxt is not None and _is_wearable(toks, nxt):
         return False  # "suit jacket", "dress shoes"
     return True
+
+
+def _is_body_part(tok: Tok) -> bool:
+    """A token naming a body part that modifiers describe (hair, beard ...), typos normalised."""
+    return tok.pos in ("NOUN", "PROPN", "ADJ") and normalise_head(tok.text, tok.lemma) in ("hair", "beard", "ponytail")
 
 
 def _is_phrase_modifier(toks: list[Tok], tok: Tok) -> bool:
@@ -318,11 +323,16 @@ def _counted(toks: list[Tok], tok: Tok) -> Tok:
 
 def _garment_runs(toks: list[Tok]) -> list[list[_Phrase]]:
     """Garment phrases, grouped into lists separated only by commas, `and` or nothing (a garment alone is a list
-    of one)."""
+    of one); a hair phrase is a list of its own."""
     runs: list[list[_Phrase]] = []
     current: list[_Phrase] = []
     floor = 0
     for tok in toks:
+        if _is_body_part(tok):  # "shoulder length hiar": a phrase of its own, never part of a garment list
+            start = _phrase_start(toks, tok, floor)
+            runs += [current, [_Phrase(start, tok, tok)]] if current else [[_Phrase(start, tok, tok)]]
+            current, floor = [], tok.i + 1
+            continue
         if not _is_wearable(toks, tok):
             continue
         element = _element(toks, tok)

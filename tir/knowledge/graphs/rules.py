@@ -4,7 +4,7 @@ The described person is one object; pronouns, relative pronouns and repeated per
 Garments, body parts and items are objects with normalised heads; their modifiers become attributes
 (multi-word colours kept whole, multi-colour words split, sleeves normalised); verbs and prepositions
 become relations attached to the subject they describe (conjoined verbs, relative clauses, `with` rules).
-The conventions are in GRAPH_CONVENTIONS.md.
+The conventions are in docs/GRAPH_CONVENTIONS.md.
 """
 
 from __future__ import annotations
@@ -134,6 +134,11 @@ def _is_compound_modifier(toks: list[Tok], tok: Tok) -> bool:
     return tok.dep != "amod" or tok.lower in PURPOSE_GERUNDS or tok.lower in MATERIALS
 
 
+def _is_sleeve_word(lower: str) -> bool:
+    """sleeve, sleeves, sleeved, or a typo of sleeve (sleev)."""
+    return lower in ("sleeve", "sleeves", "sleeved") or correct_typo(lower) == "sleeve"
+
+
 def _pattern_before_garment(toks: list[Tok], tok: Tok) -> bool:
     """True for a pattern noun among a garment's modifiers: "stripe" in "a blue and white stripe tank top"."""
     if HYPHENATED.get(tok.lower) not in PATTERNS:
@@ -173,7 +178,8 @@ def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
     if head in ("back", "side"):  # "her back" is a body part, "the back" is a location
         return any(c.dep == "poss" for c in _children(toks, tok))
     if head == "top":  # "a black top" is a garment; "on top of", "the top of" are locations
-        return not any(p.lower == "of" for p in _children(toks, tok, "prep")) and toks[tok.head].lower not in ("on", "at")
+        before = toks[tok.i - 1].lower if tok.i and lower == "top" else ""
+        return not any(p.lower == "of" for p in _children(toks, tok, "prep")) and before not in ("on", "at")
     if (head in COLOURS or HYPHENATED.get(lower, lower) in ATTRIBUTE_WORDS or correct_attribute(lower)) and not known:
         return False
     return head not in NON_OBJECTS
@@ -396,7 +402,7 @@ class _Rules:
         if obj in b.attribute_claimed.get(mod.i, ()):
             return
         # "short sleeve shirt", "long sleeved": the length goes with the sleeve word
-        if lower in ("sleeve", "sleeves", "sleeved"):
+        if _is_sleeve_word(lower):
             for length in _children(toks, mod, "amod", "advmod", "compound", "npadvmod"):
                 if length.lower in SLEEVE_LENGTHS:
                     b.add_attribute(obj, f"{SLEEVE_LENGTHS[length.lower]}-sleeved", length.start, mod.end)
@@ -407,6 +413,9 @@ class _Rules:
                 b.add_attribute(obj, f"{SLEEVE_LENGTHS[prev.lower]}-sleeved", prev.start, mod.end)
                 b.claim(prev.i, obj)
             return
+        nxt = toks[mod.i + 1] if mod.i + 1 < len(toks) else None
+        if lower in SLEEVE_LENGTHS and nxt is not None and _is_sleeve_word(nxt.lower) and nxt.i < head.i:
+            return  # "long sleeve grey shirt": the sleeve word gives long-sleeved
         prev = toks[mod.i - 1] if mod.i > 0 else None
         if prev is not None and obj not in b.attribute_claimed.get(prev.i, ()) and self._joins_previous(prev, mod):
             words = f"{prev.lower} {lower}"
@@ -414,7 +423,6 @@ class _Rules:
             b.claim(prev.i, obj)
             self._inner_modifiers(obj, mod, head)
             return
-        nxt = toks[mod.i + 1] if mod.i + 1 < len(toks) else None
         if nxt is not None and nxt.i != head.i and f"{lower} {nxt.lower}" in HYPHENATED:
             b.add_attribute(obj, HYPHENATED[f"{lower} {nxt.lower}"], mod.start, nxt.end)
             b.claim(nxt.i, obj)
@@ -447,7 +455,8 @@ class _Rules:
     def _inner_modifiers(self, obj: int, mod: Tok, head: Tok) -> None:
         """Modifiers of a modifier that describe the object too: "dark" in "dark colored", "short" in "short grey"."""
         for inner in _children(self.toks, mod, "advmod", "npadvmod", "amod", "compound"):
-            if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod" or inner.pos == "ADJ"):
+            if inner.i < mod.i and (inner.lower in COLOURS or inner.dep == "amod" or inner.pos == "ADJ"
+                                    or inner.lower in HYPHENATED):
                 self._one_modifier(obj, inner, head)
 
     @staticmethod

@@ -22,10 +22,10 @@ class Tok:
     start: int
     end: int
     children: list[int] = field(default_factory=list)
+    lower: str = field(init=False, default="")  # the text in lower case (the rules read it many times)
 
-    @property
-    def lower(self) -> str:
-        return self.text.lower()
+    def __post_init__(self) -> None:
+        self.lower = self.text.lower()
 
 
 def children(toks: list[Tok], tok: Tok, *deps: str) -> list[Tok]:
@@ -50,8 +50,10 @@ def from_spacy(doc, text: str | None = None) -> list[Tok]:
     token texts are taken from it.
     """
     source = doc.text if text is None else text
+    offsets = doc.to_array("HEAD").astype("int64").tolist() if len(doc) else []  # head - i, without a Token per head
     toks = [
-        Tok(t.i, source[t.idx : t.idx + len(t.text)], t.lemma_, t.pos_, t.tag_, t.dep_, t.head.i, t.idx, t.idx + len(t.text))
+        Tok(t.i, source[t.idx : t.idx + len(t.text)], t.lemma_, t.pos_, t.tag_, t.dep_, t.i + offsets[t.i], t.idx,
+            t.idx + len(t.text))
         for t in doc
     ]
     return link_children(toks)
