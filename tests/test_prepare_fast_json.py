@@ -97,7 +97,7 @@ def test_fast_reader_steps_aside_for_what_it_cannot_read_exactly(text):
 
 def test_fast_reader_values_and_record_texts():
     text = '[ {"captions": ["a"], "id": 1, "id": 2, "processed_tokens": [["a"]]} ,\n  {"file_path": "p", "split": null} ]'
-    assert decode_fields(text, KEYS) == [(MISSING, 2, MISSING, ["a"]), ("p", MISSING, None, MISSING)]
+    assert list(decode_fields(text, KEYS)) == [(MISSING, 2, MISSING, ["a"]), ("p", MISSING, None, MISSING)]
     assert record_texts(text, [1]) == {1: '{"file_path": "p", "split": null}'}
 
 

@@ -16,6 +16,7 @@ import codecs
 import gc
 import json
 import mmap
+import operator
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -122,7 +123,7 @@ def iter_records(path: Path, text: str) -> Iterator[tuple[int, int, int, Any]]:
         raise UserError(f"not valid JSON at {_where(text, pos)}: extra data after the list of records; {_FIX}", path=path)
 
 
-def decode_fields(text: str, keys: tuple[str, ...]) -> list[tuple[Any, ...]] | None:
+def decode_fields(text: str, keys: tuple[str, ...]) -> Iterator[tuple[Any, ...]] | None:
     """Each record's values for ``keys`` (``MISSING`` where absent), or None when msgspec refuses the text.
 
     Other keys are skipped without being built. Where a key repeats inside a record the last value
@@ -140,8 +141,7 @@ def decode_fields(text: str, keys: tuple[str, ...]) -> list[tuple[Any, ...]] | N
     finally:
         if was_enabled:
             gc.enable()
-    astuple = msgspec.structs.astuple
-    return [astuple(r) for r in records]
+    return map(operator.attrgetter(*(name for name, _, _ in fields)), records)
 
 
 def record_texts(text: str, indices: Iterable[int]) -> dict[int, str]:
