@@ -11,7 +11,7 @@ export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-slow test-all bench clean
+.PHONY: install demo test test-slow test-all bench bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -34,7 +34,10 @@ test-all: install
 	$(PY) -m pytest -q
 
 bench: install
-	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in benchmarks/*.py; do [ $$script = benchmarks/gpu.py ] && continue; echo "== $$script"; $(PY) $$script || exit 1; done
+
+bench-gpu: install
+	$(PY) benchmarks/gpu.py --out bench-gpu.json
 
 clean:
 	rm -rf $(DEMO) build dist *.egg-info .pytest_cache

@@ -122,6 +122,19 @@ def test_parallel_jobs_give_the_same_graphs(tmp_path):
     assert serial.equals(parallel)
 
 
+def test_repeated_captions_are_parsed_once_with_the_same_graphs(tmp_path, monkeypatch):
+    from tir.knowledge.graphs.spacy_backend import SpacyBackend
+
+    parsed: list[int] = []
+    original = SpacyBackend.parse_batch
+    monkeypatch.setattr(SpacyBackend, "parse_batch", lambda self, captions: parsed.append(len(captions)) or original(self, captions))
+    folder = write_manifest(tmp_path, CAPTIONS * 2)
+    together = pq.read_table(parse_graphs(folder).path)
+    assert parsed == [len(CAPTIONS)]
+    one_by_one = pq.read_table(parse_graphs(folder, chunk_size=1, force=True).path)
+    assert together.equals(one_by_one)
+
+
 def test_shards_and_merge(tmp_path):
     folder = write_manifest(tmp_path, CAPTIONS * 2)
     assert parse_shard("2/3") == (2, 3)

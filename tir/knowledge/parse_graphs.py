@@ -75,7 +75,9 @@ def _parse_chunk(name: str, options: dict[str, Any], rows: pa.Table, out: Path) 
     if backend is None:
         backend = _backend_cache[key] = get_backend(name, **options)
     captions = [c or "" for c in rows.column("caption").to_pylist()]
-    graphs = backend.parse_batch(captions)
+    unique = list(dict.fromkeys(captions))  # a caption repeated in the chunk is parsed once
+    graphs_of = dict(zip(unique, backend.parse_batch(unique)))
+    graphs = [graphs_of[caption] for caption in captions]
     table = graphs_table(
         [str(s) for s in rows.column("split").to_pylist()],
         rows.column("pair_index").to_pylist(),

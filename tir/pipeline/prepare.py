@@ -7,12 +7,14 @@ that kept + rejected captions always equals the captions in the raw file.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import posixpath
 import re
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from tir.pipeline import layout, store
 from tir.pipeline.datasets import REGISTRY, SPLITS, DatasetSpec, get_spec
 from tir.pipeline.image_headers import read_headers
 from tir.pipeline.raw_csv import read_csv_as_json
-from tir.pipeline.raw_json import iter_records, read_text
+from tir.pipeline.raw_json import MISSING, decode_fields, iter_records, read_text, record_texts
 
 STAGE = "prepare"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -107,18 +109,20 @@ class _Parsed:
     raw_id: list[int] = field(default_factory=list)
     path: list[str] = field(default_factory=list)
     n_captions: list[int] = field(default_factory=list)
-    texts: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each record's JSON text
+    spans: list[tuple[int, int] | None] = field(default_factory=list)  # each record's JSON text, when known
     caption_index: list[int] = field(default_factory=list)
-    caption_raw: list[str] = field(default_factory=list)
-    caption: list[str] = field(default_factory=list)
+    caption_raw: list[str] | pa.Array = field(default_factory=list)  # a list while reading, then an Arrow array
+    caption: pa.Array | None = None  # whitespace-normalised captions, set by _normalise_captions
     rejects: list[tuple[Any, ...]] = field(default_factory=list)
     records: int = 0
     captions_total: int = 0
     quirks: Counter = field(default_factory=Counter)
     unknown_splits: Counter = field(default_factory=Counter)
 
-    def reject(self, index: int, caption: int | None, split: str | None, reason: str, message: str, n: int, raw: str) -> None:
-        self.rejects.append((index, caption, split, reason, message, n, raw))
+    def reject(self, index: int, caption: int | None, split: str | None, reason: str, message: str, n: int,
+               span: tuple[int, int] | None) -> None:
+        """Record a reject; its raw JSON (the ``span`` of the text, found later when None) is filled in by ``_fill_raw_json``."""
+        self.rejects.append((index, caption, split, reason, message, n, span))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -155,90 +159,102 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+Span = tuple[int, int] | None  # a record's (start, end) in the text; None: find it only if it is rejected
+
+
+def _exact_records(path: Path, text: str, keys: tuple[str, ...]) -> Iterator[tuple[int, tuple[Any, ...] | str, Span, bool]]:
+    """The standard-library reader's records as ``(index, values or JSON kind, span, has \\u escapes)``."""
+    for index, start, end, record in iter_records(path, text):
+        if type(record) is not dict:
+            yield index, "list" if isinstance(record, list) else type(record).__name__, (start, end), False
+            continue
+        yield index, tuple(record.get(key, MISSING) for key in keys), (start, end), text.find("\\u", start, end) != -1
+
+
+def _records(path: Path, text: str, keys: tuple[str, ...]) -> Iterator[tuple[int, tuple[Any, ...] | str, Span, bool]]:
+    """Every record as ``(index, values of keys or the JSON kind of a non-object, span, check Unicode)``.
+
+    msgspec's fast path when it accepts the text: its strings are always valid Unicode (it refuses
+    lone surrogate escapes), so nothing needs checking; otherwise the exact standard-library path.
+    """
+    fast = decode_fields(text, keys)
+    if fast is None:
+        return _exact_records(path, text, keys)
+    return zip(itertools.count(), fast, itertools.repeat(None), itertools.repeat(False))
+
+
 def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
     """Check every record of ``text``; keep the good ones in order, reject the rest."""
     parsed = _Parsed()
-    key, id_key, split_key, captions_key = spec.image_key, spec.id_key, spec.split_key, spec.captions_key
-    required = (key, id_key, split_key, captions_key)
-    required_set = set(required)
+    key, id_key, captions_key = spec.image_key, spec.id_key, spec.captions_key
+    required = (key, id_key, spec.split_key, captions_key)
     known = {name: name for name in spec.splits}
     first_use: dict[str, int] = {}
-    caption_index, caption_raw, caption_normal = parsed.caption_index, parsed.caption_raw, parsed.caption
-    missing = object()
-    for index, start, end, record in iter_records(path, text):
+    caption_index, caption_raw = parsed.caption_index, parsed.caption_raw
+    for index, values, span, escapes in _records(path, text, required):
         parsed.records += 1
-        if type(record) is not dict:
-            kind = "list" if isinstance(record, list) else type(record).__name__
-            parsed.reject(index, None, None, "not_a_record", f"record {index} is a JSON {kind}, not an object", 0, text[start:end])
+        if type(values) is str:
+            parsed.reject(index, None, None, "not_a_record", f"record {index} is a JSON {values}, not an object", 0, span)
             continue
-        captions = record.get(captions_key, missing)
-        n_raw = 0 if captions is missing else len(captions) if type(captions) is list else 1
+        raw_image, raw_id, raw_split, captions = values
+        n_raw = 0 if captions is MISSING else len(captions) if type(captions) is list else 1
         parsed.captions_total += n_raw
-        if not record.keys() >= required_set:
-            absent = ", ".join(name for name in required if name not in record)
-            parsed.reject(index, None, None, "missing_key", f"record {index} has no {absent}", n_raw, text[start:end])
+        if MISSING in values:
+            absent = ", ".join(name for name, value in zip(required, values) if value is MISSING)
+            parsed.reject(index, None, None, "missing_key", f"record {index} has no {absent}", n_raw, span)
             continue
-        raw_split = record[split_key]
         split = known.get(raw_split) if type(raw_split) is str else None
         if split is None:
             split = spec.fallback_split
             parsed.unknown_splits[raw_split if isinstance(raw_split, str) else json.dumps(raw_split)] += 1
-        raw_id = record[id_key]
         if type(raw_id) is not int or not INT64_MIN <= raw_id <= INT64_MAX:
             raw_id = _as_id(raw_id)
             if raw_id is None:
-                message = f"record {index} has {id_key} {json.dumps(record[id_key])[:40]}, not an integer of ASCII digits within int64"
-                parsed.reject(index, None, split, "bad_id", message, n_raw, text[start:end])
+                message = f"record {index} has {id_key} {json.dumps(values[1])[:40]}, not an integer of ASCII digits within int64"
+                parsed.reject(index, None, split, "bad_id", message, n_raw, span)
                 continue
             parsed.quirks["ids_as_text"] += 1
-        escapes = text.find("\\u", start, end) != -1  # only a \u escape can give a lone surrogate
-        image, problem = _clean_path(record[key])
+        image, problem = _clean_path(raw_image)
         if image is not None and escapes and not _is_unicode(image):
-            image, problem = None, f"image path {json.dumps(record[key])} holds a lone surrogate, not valid Unicode"
+            image, problem = None, f"image path {json.dumps(raw_image)} holds a lone surrogate, not valid Unicode"
         if image is None:
-            parsed.reject(index, None, split, "bad_path", f"record {index}: {problem}", n_raw, text[start:end])
+            parsed.reject(index, None, split, "bad_path", f"record {index}: {problem}", n_raw, span)
             continue
         first = first_use.setdefault(image, index)
         if first != index:
             message = f"record {index} uses image {image}, already used by record {first}"
-            parsed.reject(index, None, split, "duplicate_image", message, n_raw, text[start:end])
+            parsed.reject(index, None, split, "duplicate_image", message, n_raw, span)
             continue
         if type(captions) is str:
             parsed.quirks["captions_as_string"] += 1
             captions = [captions]
         elif type(captions) is not list:
             message = f"record {index} has {captions_key} of type {type(captions).__name__}, expected a list of strings"
-            parsed.reject(index, None, split, "bad_captions", message, n_raw, text[start:end])
+            parsed.reject(index, None, split, "bad_captions", message, n_raw, span)
             continue
         if not captions:
-            parsed.reject(index, None, split, "no_captions", f"record {index} has an empty {captions_key} list", 0, text[start:end])
+            parsed.reject(index, None, split, "no_captions", f"record {index} has an empty {captions_key} list", 0, span)
             continue
         if len(captions) > MAX_CAPTIONS:
             message = f"record {index} has {len(captions):,} captions, more than the {MAX_CAPTIONS:,} one record may hold"
-            parsed.reject(index, None, split, "too_many_captions", message, n_raw, text[start:end])
+            parsed.reject(index, None, split, "too_many_captions", message, n_raw, span)
             continue
         kept = 0
         for position, caption in enumerate(captions):
             if type(caption) is not str:
                 message = f"record {index} caption {position} is {json.dumps(caption)[:40]}, not a string"
-                parsed.reject(index, position, split, "bad_caption", message, 1, text[start:end])
+                parsed.reject(index, position, split, "bad_caption", message, 1, span)
                 continue
             if escapes and not _is_unicode(caption):
                 message = f"record {index} caption {position} holds a lone surrogate escape, not valid Unicode"
-                parsed.reject(index, position, split, "bad_text", message, 1, text[start:end])
+                parsed.reject(index, position, split, "bad_text", message, 1, span)
                 continue
-            normal = " ".join(caption.split())
-            if not normal:
+            if not caption.strip():  # str.strip and str.split agree on what whitespace is
                 message = f"record {index} caption {position} is empty or only whitespace"
-                parsed.reject(index, position, split, "empty_caption", message, 1, text[start:end])
+                parsed.reject(index, position, split, "empty_caption", message, 1, span)
                 continue
-            if normal == caption:
-                normal = caption  # share the string object: half the memory for clean captions
-            else:
-                parsed.quirks["captions_whitespace_normalised"] += 1
             caption_index.append(position)
             caption_raw.append(caption)
-            caption_normal.append(normal)
             kept += 1
         if kept:
             parsed.raw_index.append(index)
@@ -246,12 +262,69 @@ def _read(spec: DatasetSpec, path: Path, text: str) -> _Parsed:
             parsed.raw_id.append(raw_id)
             parsed.path.append(image)
             parsed.n_captions.append(kept)
-            parsed.texts.append((start, end))
+            parsed.spans.append(span)
     return parsed
 
 
+def _needs_normalising(raw: pa.Array, block: int = 1 << 22) -> np.ndarray:
+    """Positions of the captions that ``" ".join(c.split())`` would change or might change.
+
+    A caption of printable ASCII (bytes 0x20-0x7e) has no whitespace but the space, so it is already
+    normal unless it starts or ends with a space or holds two in a row; any other byte (control or
+    non-ASCII) sends the caption to Python. Scanned in blocks of the string data, so memory stays small.
+    """
+    if len(raw) == 0:
+        return np.zeros(0, np.int64)
+    offsets = np.frombuffer(raw.buffers()[1], np.int32)[raw.offset:raw.offset + len(raw) + 1]
+    data = np.frombuffer(raw.buffers()[2], np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    flagged = [np.flatnonzero((data[starts] == 32) | (data[ends - 1] == 32))]
+    end = int(offsets[-1])
+    for first in range(int(offsets[0]), end, block):
+        last = min(first + block, end)
+        chunk = data[first:last]
+        odd = (chunk < 0x20) | (chunk > 0x7E)
+        pairs = data[first:min(last + 1, end)]  # the pairs that start in this block
+        odd[:len(pairs) - 1] |= (pairs[:-1] == 32) & (pairs[1:] == 32)
+        flagged.append(np.searchsorted(offsets, np.flatnonzero(odd) + first, side="right") - 1)
+    return np.unique(np.concatenate(flagged))
+
+
+def _normalise_captions(parsed: _Parsed) -> None:
+    """Turn the kept raw captions into an Arrow array and set their whitespace-normalised twin.
+
+    Only captions that may change go through ``" ".join(c.split())``; the others (nearly all) are
+    shared with the raw column.
+    """
+    raw = pa.array(parsed.caption_raw, pa.string())
+    parsed.caption_raw.clear()
+    chunks = raw.chunks if isinstance(raw, pa.ChunkedArray) else [raw]
+    normal_chunks = []
+    for chunk in chunks:
+        rows = _needs_normalising(chunk)
+        before = chunk.take(pa.array(rows, pa.int64())).to_pylist()
+        after = [" ".join(text.split()) for text in before]
+        changed = [k for k, (old, new) in enumerate(zip(before, after)) if old != new]
+        if changed:
+            mask = np.zeros(len(chunk), bool)
+            mask[rows[changed]] = True
+            chunk = pc.replace_with_mask(chunk, pa.array(mask), pa.array([after[k] for k in changed], pa.string()))
+            parsed.quirks["captions_whitespace_normalised"] += len(changed)
+        normal_chunks.append(chunk)
+    parsed.caption_raw = raw
+    parsed.caption = normal_chunks[0] if not isinstance(raw, pa.ChunkedArray) else pa.chunked_array(normal_chunks, pa.string())
+
+
+def _fill_raw_json(parsed: _Parsed, text: str) -> None:
+    """Replace each reject's span by its record's exact JSON text (looked up once for fast-path rejects)."""
+    unknown = record_texts(text, (row[0] for row in parsed.rejects if row[6] is None))
+    parsed.rejects = [
+        (*row[:6], unknown[row[0]] if row[6] is None else text[row[6][0]:row[6][1]]) for row in parsed.rejects
+    ]
+
+
 # ----------------------------------------------------------------------------- images
-def _check_images(parsed: _Parsed, image_root: Path, text: str, jobs: int) -> list[tuple[int, int] | None]:
+def _check_images(parsed: _Parsed, image_root: Path, jobs: int) -> list[tuple[int, int] | None]:
     """Image sizes for the kept records; records whose image is missing or unreadable are rejected (None)."""
     headers = read_headers([image_root / p for p in parsed.path], jobs=jobs)
     sizes: list[tuple[int, int] | None] = []
@@ -259,10 +332,9 @@ def _check_images(parsed: _Parsed, image_root: Path, text: str, jobs: int) -> li
         if header.problem is None:
             sizes.append((header.width, header.height))  # type: ignore[arg-type]
             continue
-        start, end = parsed.texts[k]
         index = parsed.raw_index[k]
         message = f"record {index}: {header.detail}: {image_root.name}/{parsed.path[k]}"
-        parsed.reject(index, None, parsed.split[k], header.problem, message, parsed.n_captions[k], text[start:end])
+        parsed.reject(index, None, parsed.split[k], header.problem, message, parsed.n_captions[k], parsed.spans[k])
         sizes.append(None)
     return sizes
 
@@ -289,10 +361,13 @@ def _first_seen_ids(groups: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def _kept(values: list, type_: pa.DataType, keep: np.ndarray) -> pa.Array:
-    """``values`` where ``keep``, as an Arrow array; the Python list is emptied to free its memory."""
-    array = pa.array(values, type_)
-    values.clear()
+def _kept(values: list | pa.Array, type_: pa.DataType, keep: np.ndarray) -> pa.Array:
+    """``values`` where ``keep``, as an Arrow array; a Python list is emptied to free its memory."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        array = values
+    else:
+        array = pa.array(values, type_)
+        values.clear()
     return array if keep.all() else array.filter(pa.array(keep))
 
 
@@ -474,7 +549,9 @@ def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, 
     source_fingerprint = store.fingerprint(source)
     text = read_csv_as_json(source, spec) if source.suffix.lower() == ".csv" else read_text(source)
     parsed = _read(spec, source, text)
-    sizes = _check_images(parsed, image_root, text, jobs or os.cpu_count() or 1) if check_images else None
+    _normalise_captions(parsed)
+    sizes = _check_images(parsed, image_root, jobs or os.cpu_count() or 1) if check_images else None
+    _fill_raw_json(parsed, text)
     del text
     dictionary = [s for s in SPLITS if s in spec.splits or s == spec.fallback_split]
     manifest, counts = _manifest(parsed, sizes, dictionary)
@@ -506,7 +583,8 @@ def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, 
     store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=recorded, extra={"unit": unit})
     store.write_json_atomic(paths[2], stats)
     extra = {"stats": {"splits": counts, "raw": stats["raw"]}, "unit": unit}
-    store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=recorded, extra=extra)
+    store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=recorded, extra=extra,
+                      plain_columns=("caption", "caption_raw"))
     return PrepareResult(out_dir, *paths, stats=stats)
 
 

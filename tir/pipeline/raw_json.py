@@ -1,22 +1,33 @@
-"""Stream the records of a raw annotation file (a JSON list of objects) one at a time.
+"""Read the records of a raw annotation file (a JSON list of objects).
 
-Decoding record by record keeps each record's exact JSON text (for rejects.parquet), lets the caller
-drop keys it does not use (``processed_tokens``) as it goes, and turns every file-level problem into a
-one-line UserError that names the file, the line/column and the record where there is one.
+Two readers give the same values. ``decode_fields`` is the fast common path: msgspec decodes only
+the keys the caller names (``processed_tokens`` and other keys are skipped, never built) and refuses
+anything unusual (not a list of objects, raw control characters in strings, lone surrogate escapes,
+NaN, numbers out of range, deep nesting). ``iter_records`` is the exact path, used when msgspec
+refuses: it decodes record by record with the standard library, keeps each record's JSON text (for
+rejects.parquet) and turns every file-level problem into a one-line UserError that names the file,
+the line/column and the record where there is one. ``record_texts`` recovers the JSON text of the
+few records the fast path rejects.
 """
 
 from __future__ import annotations
 
 import codecs
+import gc
 import json
 import mmap
+import operator
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from tir.errors import UserError
+
+MISSING = msgspec.UNSET  # the value of a key a record does not have
 
 _WS = re.compile(r"[ \t\n\r]*")
 _FIX = "re-download or re-extract the annotation file, or pass the right one with --annotations"
@@ -110,3 +121,33 @@ def iter_records(path: Path, text: str) -> Iterator[tuple[int, int, int, Any]]:
     pos = _WS.match(text, pos).end()
     if pos != len(text):
         raise UserError(f"not valid JSON at {_where(text, pos)}: extra data after the list of records; {_FIX}", path=path)
+
+
+def decode_fields(text: str, keys: tuple[str, ...]) -> Iterator[tuple[Any, ...]] | None:
+    """Each record's values for ``keys`` (``MISSING`` where absent), or None when msgspec refuses the text.
+
+    Other keys are skipped without being built. Where a key repeats inside a record the last value
+    counts, as with the standard library. None sends the caller to ``iter_records``, which gives the
+    exact error or reject for whatever msgspec refused.
+    """
+    fields = [(f"f{k}", Any, MISSING) for k in range(len(keys))]
+    record = msgspec.defstruct("Record", fields, rename={f"f{k}": key for k, key in enumerate(keys)}, gc=False)
+    was_enabled = gc.isenabled()
+    gc.disable()  # nothing decoded here can form a cycle; collections would only rescan the captions lists
+    try:
+        records = msgspec.json.Decoder(list[record]).decode(text)
+    except (msgspec.MsgspecError, RecursionError):
+        return None
+    finally:
+        if was_enabled:
+            gc.enable()
+    return map(operator.attrgetter(*(name for name, _, _ in fields)), records)
+
+
+def record_texts(text: str, indices: Iterable[int]) -> dict[int, str]:
+    """The exact JSON text of the records at ``indices`` of a text that ``decode_fields`` accepted."""
+    wanted = sorted(set(indices))
+    if not wanted:
+        return {}
+    raws = msgspec.json.decode(text, type=list[msgspec.Raw])
+    return {index: bytes(raws[index]).decode("utf-8") for index in wanted}
