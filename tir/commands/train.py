@@ -42,7 +42,7 @@ def _resumed(config: dict, given: set[str]) -> dict:
 @click.option("--manifests", default=None,
               help="Artifact root holding <DATASET>/ [default: data_manifests]; without --dataset, the folder "
                    "holding manifest.parquet itself.")
-@click.option("--method", default=None, help="Method to train: clip, irra, hkgr, rde [default: irra].")
+@click.option("--method", default=None, help="Method to train: clip, irra, hkgr, rde, ccma, ssan, cfack (see README, Training) [default: irra].")
 @click.option("--model", default=None, help="open_clip model config: ViT-B-16 (default), or tir-tiny / tir-micro for CPU tests.")
 @click.option("--pretrained", default=None,
               help="Local CLIP checkpoint file (e.g. OpenAI ViT-B-16.pt; add --set quick_gelu=true for OpenAI weights). "
