@@ -40,7 +40,7 @@ def make_manifests(root: Path) -> Path:
 
 def make_run(manifests: Path, run: Path, method: str = "rde", seed: int = 0, **config_changes) -> Path:
     """A run folder with best.pt of a randomly initialised tir-micro ``method`` (and config.yaml)."""
-    options = {"tse_dim": 32} if method in ("rde", "hkgr") else {}
+    options = {"tse_dim": 32} if method in ("rde", "hkgr") else {"parts": 4} if method == "ssan" else {}  # 4 patch rows
     config = config_io.resolve(options=dict(manifests=str(manifests), model="tir-micro", image_size=[64, 32], method=method,
                                             method_options=options, image_cache=False, num_workers=0, seed=seed,
                                             **config_changes))

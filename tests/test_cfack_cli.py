@@ -66,11 +66,12 @@ def test_pretrained_cnn_is_loaded_for_training_and_not_needed_to_evaluate(tmp_pa
     weights = tmp_path / "resnet18.pt"
     torch.save(source.state_dict(), weights)
     args = ["train", "--manifests", str(manifests), *TRAIN, "--set", "method_options.cnn=resnet18",
-            "--set", "epochs=1", "--set", "lr=0", "--out", str(tmp_path / "runs")]
+            "--set", "epochs=1", "--set", "lr=1e-12", "--out", str(tmp_path / "runs")]
     result = CliRunner().invoke(cli, [*args, "--name", "p", "--pretrained-cnn", str(weights)])
     assert result.exit_code == 0, result.output
     state = read_checkpoint(tmp_path / "runs" / "p")["model"]
-    assert torch.equal(state["cnn.trunk.conv1.weight"], source.conv1.weight)  # lr 0: the loaded weights, kept
+    # lr 1e-12 (lr must be above 0): the loaded weights, kept to far below their scale
+    assert torch.allclose(state["cnn.trunk.conv1.weight"], source.conv1.weight, rtol=0, atol=1e-8)
     weights.unlink()
     assert "metrics_reranked" in evaluate(tmp_path / "runs" / "p", tmp_path / "m.json", "--rerank-k", "3")
     result = CliRunner().invoke(cli, [*args, "--name", "q", "--pretrained-cnn", str(weights)])

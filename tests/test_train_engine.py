@@ -167,7 +167,8 @@ def test_every_recipe_resolves_to_known_keys_and_methods() -> None:
         if config["method"] in ("clip", "irra", "hkgr"):
             check_config(config)
             paper_batch = 32 if recipe.name == "hkgr_icfg-pedes.yaml" else 64  # HKGR options/run_icfg_peds.sh
-            assert config["batch_size"] == paper_batch or recipe.name.startswith("demo")  # demo recipes: CPU-sized
+            cpu_sized = recipe.name.startswith(("demo", "evidence"))  # demo and synthetic-evidence recipes
+            assert config["batch_size"] == paper_batch or cpu_sized
 
 
 def test_reference_flaw_flags_reach_the_method_options(manifests, tmp_path) -> None:
