@@ -88,7 +88,7 @@ def main() -> None:
         rows.append((f"{name}: test similarity vs gallery", median_ms(lambda: searcher.method.similarity(text, searcher.image_features), args.sentences)))
         rows.append((f"{name}: top 10 in eval's order", median_ms(lambda: top_k(scores, 10), args.sentences)))
         rows.append((f"{name}: whole search (Searcher.rank)", median_ms(lambda: searcher.rank([next(it)], 10), args.sentences)))
-    print(f"\n| step | ms per sentence | x anchor |\n|---|---|---|")
+    print("\n| step | ms per sentence | x anchor |\n|---|---|---|")
     for label, ms in rows:
         print(f"| {label} | {ms:.1f} | {ms / anchor:.1f} |")
 
