@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from tir.knowledge.masking import _hash, _random_tokens, _sample_keys, _uniform
+from tir.training.mlm import token_words
 
 KEEP, MASK, RANDOM, DELETE = range(4)
 _TOUCH, _ACTION, _REPLACEMENT = 16, 17, 18  # hash streams apart from the MLM masking's
@@ -30,9 +31,7 @@ def text_augment_actions(
     random_share: float = 0.2,
 ) -> torch.Tensor:
     """What happens to each position [B, L] long: KEEP, MASK, RANDOM or DELETE (deletion takes the rest)."""
-    word = text != 0
-    for special in special_ids:
-        word &= text != special
+    word = token_words(text, special_ids) >= 0  # ordinary tokens: not padding, not a special
     keys = _sample_keys(pair_index, epoch, seed)
     positions = torch.arange(text.shape[1], device=text.device)
     touched = word & (_uniform(keys, _TOUCH, positions) < rate)
