@@ -77,7 +77,7 @@ def median_ms(function, repeat: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=30, help="timed repetitions of each measurement")
     args = parser.parse_args()
     batch = plan_batch(64)
     runs = {

@@ -64,7 +64,7 @@ def timed(texts: list[str], spans: Elements, tokenizer: ClipTokenizer) -> tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--captions", type=int, default=80_000)
+    parser.add_argument("--captions", type=int, default=80_000, help="synthetic captions to plan")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})

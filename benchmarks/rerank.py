@@ -45,14 +45,15 @@ def features(method, n_queries: int, n_gallery: int, text_length: int, device: t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=6156)
-    parser.add_argument("--gallery", type=int, default=3074)
-    parser.add_argument("--k", type=int, default=128)
-    parser.add_argument("--model", default="tir-tiny")
-    parser.add_argument("--image-size", default="128x48", help="HxW")
-    parser.add_argument("--text-length", type=int, default=32)
-    parser.add_argument("--fusion-depth", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--queries", type=int, default=6156, help="random text queries (CUHK-PEDES test: 6,156)")
+    parser.add_argument("--gallery", type=int, default=3074, help="random gallery images (CUHK-PEDES test: 3,074)")
+    parser.add_argument("--k", type=int, default=128, help="gallery images re-scored per query by the matching head (CFACK k_test)")
+    parser.add_argument("--model", default="tir-tiny", help="open_clip config whose feature shapes the random features take")
+    parser.add_argument("--image-size", default="128x48", help="image size HxW (sets the number of image tokens)")
+    parser.add_argument("--text-length", type=int, default=32, help="caption tokens per query")
+    parser.add_argument("--fusion-depth", type=int, default=1, help="layers of the matching head's fusion module")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device (default: cuda when present)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     device = torch.device(args.device)

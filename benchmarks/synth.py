@@ -16,7 +16,7 @@ from tir.pipeline.synth import plan, synthesize
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="60x4,300x4,1000x5", help="comma-separated IDSxIMAGES_PER_ID")
-    parser.add_argument("--format", default="CUHK-PEDES")
+    parser.add_argument("--format", default="CUHK-PEDES", help="raw dataset format to write: CUHK-PEDES, ICFG-PEDES or RSTPReid")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     print(f"tir synth {args.format}, 64x160 images, {cores} cores")

@@ -50,7 +50,7 @@ def measure(name: str, model: str, size: tuple[int, int], batch: int, length: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per method")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     setups = [("cpu", "tir-tiny", (128, 48), 32, 32)]
