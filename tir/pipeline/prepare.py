@@ -15,6 +15,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -389,9 +390,9 @@ def _needs_normalising(raw: pa.Array, block: int = 1 << 22) -> np.ndarray:
     for first in range(int(offsets[0]), end, block):
         last = min(first + block, end)
         chunk = data[first:last]
-        odd = (chunk < 0x20) | (chunk > 0x7E)
-        pairs = data[first:min(last + 1, end)]  # the pairs that start in this block
-        odd[:len(pairs) - 1] |= (pairs[:-1] == 32) & (pairs[1:] == 32)
+        odd = (chunk - np.uint8(0x20)) > 0x5E  # wraps around below 0x20: control bytes and bytes above 0x7e
+        space = data[first:min(last + 1, end)] == 32  # also the pair that starts at the block's last byte
+        odd[:len(space) - 1] |= space[:-1] & space[1:]
         flagged.append(np.searchsorted(offsets, np.flatnonzero(odd) + first, side="right") - 1)
     return np.unique(np.concatenate(flagged))
 
@@ -650,11 +651,13 @@ def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, 
     if check_images and not image_root.is_dir():
         raise UserError(f"image folder not found; put the {spec.name} images there or pass --no-check-images", path=image_root)
 
-    source_fingerprint = store.fingerprint(source)
-    with nullcontext(read_csv_as_json(source, spec)) if source.suffix.lower() == ".csv" else annotation_content(source) as data:
-        parsed = _read(spec, source, data)
-        sizes = _check_images(parsed, image_root, jobs or os.cpu_count() or 1) if check_images else None
-        _fill_raw_json(parsed, data)
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        fingerprint = hasher.submit(store.fingerprint, source)  # hashed while the file is decoded: hashlib releases the GIL
+        with nullcontext(read_csv_as_json(source, spec)) if source.suffix.lower() == ".csv" else annotation_content(source) as data:
+            parsed = _read(spec, source, data)
+            sizes = _check_images(parsed, image_root, jobs or os.cpu_count() or 1) if check_images else None
+            _fill_raw_json(parsed, data)
+        source_fingerprint = fingerprint.result()
     dictionary = [s for s in SPLITS if s in spec.splits or s == spec.fallback_split]
     manifest, counts = _manifest(parsed, sizes, dictionary)
     if manifest.num_rows == 0:
@@ -679,7 +682,7 @@ def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, 
         "warnings": _warnings(spec, parsed, counts),
         "unit": unit,
     }
-    # the fingerprint taken before reading goes into both tables (hashed once, not once per table);
+    # the fingerprint taken while reading goes into both tables (hashed once, not once per table);
     # the manifest is written last: an interrupted run leaves units that do not match, so it is rebuilt
     recorded = {"annotations": source_fingerprint}
     store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=recorded, extra={"unit": unit})
