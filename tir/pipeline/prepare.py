@@ -30,7 +30,8 @@ from tir.pipeline import layout, store
 from tir.pipeline.datasets import REGISTRY, SPLITS, DatasetSpec, get_spec
 from tir.pipeline.image_headers import read_headers
 from tir.pipeline.raw_csv import read_csv_as_json
-from tir.pipeline.raw_json import MISSING, RecordColumns, annotation_content, decode_columns, decode_fields, iter_records, record_texts
+from tir.pipeline.raw_json import (MISSING, RecordColumns, annotation_content, decode_columns, decode_fields, iter_records, record_texts,
+                                   release_pages)
 
 STAGE = "prepare"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -193,7 +194,10 @@ def _read(spec: DatasetSpec, path: Path, data: str | memoryview) -> _Parsed:
     other file record by record (``_read_records``). Both give the same result.
     """
     columns = decode_columns(data, (spec.image_key, spec.id_key, spec.split_key, spec.captions_key))
-    return _read_records(spec, path, data) if columns is None else _read_columns(spec, columns)
+    if columns is None:
+        return _read_records(spec, path, data)
+    release_pages(data)  # decoded: the file's pages need not stay resident while the columns are checked
+    return _read_columns(spec, columns)
 
 
 def _read_records(spec: DatasetSpec, path: Path, data: str | memoryview) -> _Parsed:

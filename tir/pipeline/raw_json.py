@@ -80,6 +80,16 @@ def annotation_content(path: Path) -> Iterator[str | memoryview]:
             view.close()
 
 
+def release_pages(data: str | memoryview) -> None:
+    """Let this process's resident memory drop the pages of a view from ``annotation_content``.
+
+    The pages stay in the kernel's page cache: reading the view again (to cut out a rejected record's
+    JSON text) maps them back cheaply. Text and systems without ``madvise`` are left as they are.
+    """
+    if isinstance(data, memoryview) and isinstance(data.obj, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        data.obj.madvise(mmap.MADV_DONTNEED)
+
+
 def _is_ascii(buffer: mmap.mmap) -> bool:
     return bool(np.frombuffer(buffer, np.uint8).max() < 0x80)
 
