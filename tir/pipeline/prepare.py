@@ -314,7 +314,9 @@ def _read_columns(spec: DatasetSpec, columns: RecordColumns) -> _Parsed:
         parsed.reject(index, None, split[index], "too_many_captions", message, int(counts[index]), None)
     usable &= (counts > 0) & (counts <= MAX_CAPTIONS)
 
-    raw = pa.array(list(itertools.chain.from_iterable(itertools.compress(columns.captions, usable))), pa.string())
+    nested = pa.array(columns.captions, pa.list_(pa.string()))  # one conversion, no flat Python list
+    raw = (nested if usable.all() else nested.filter(pa.array(usable))).flatten()
+    del nested
     per_record = counts[usable]
     record = np.repeat(np.flatnonzero(usable), per_record)  # the record of each caption
     position = np.arange(len(record)) - np.repeat(np.cumsum(per_record) - per_record, per_record)
@@ -332,9 +334,12 @@ def _read_columns(spec: DatasetSpec, columns: RecordColumns) -> _Parsed:
     kept_counts = np.bincount(record, minlength=records)
     kept = np.flatnonzero(kept_counts).tolist()
     parsed.raw_index = kept
-    parsed.split = [split[index] for index in kept]
-    parsed.raw_id = [columns.raw_id[index] for index in kept]
-    parsed.path = [image[index] for index in kept]
+    if len(kept) == records:  # the common case: every record keeps a caption
+        parsed.split, parsed.raw_id, parsed.path = split, columns.raw_id, image
+    else:
+        parsed.split = [split[index] for index in kept]
+        parsed.raw_id = [columns.raw_id[index] for index in kept]
+        parsed.path = [image[index] for index in kept]
     parsed.n_captions = kept_counts[kept].tolist()
     parsed.spans = [None] * len(kept)
     parsed.caption_index = pa.array(position.astype(np.int16))
@@ -367,8 +372,11 @@ def _clean_paths(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
 
 def _repeated_images(paths: list[str | None], usable: np.ndarray) -> list[tuple[int, int]]:
     """``(record, first record)`` for each usable record whose path an earlier usable record already has."""
-    indices = np.flatnonzero(usable).tolist()
-    candidates = [paths[index] for index in indices]
+    if usable.all():
+        indices, candidates = range(len(paths)), paths
+    else:
+        indices = np.flatnonzero(usable).tolist()
+        candidates = [paths[index] for index in indices]
     first = dict(zip(reversed(candidates), reversed(indices)))  # the earliest record of each path wins
     if len(first) == len(indices):
         return []
