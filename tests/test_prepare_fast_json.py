@@ -128,6 +128,7 @@ def test_fast_and_exact_readers_agree(tmp_path, monkeypatch, case):
 ])
 def test_fast_reader_steps_aside_for_what_it_cannot_read_exactly(text):
     assert decode_fields(text, KEYS) is None
+    assert decode_columns(text, KEYS) is None
 
 
 @pytest.mark.parametrize("change", [{"id": "1"}, {"id": 1.0}, {"id": True}, {"id": 2**63}, {"captions": "one"},
