@@ -2,10 +2,10 @@
 
 Three readers give the same values. ``decode_columns`` is the fastest: msgspec decodes every record
 straight into typed columns when all records have the common shape. ``decode_fields`` is the fast
-path for the rest: msgspec decodes only the keys the caller names (``processed_tokens`` and other keys are skipped, never built) and refuses
-anything unusual (not a list of objects, raw control characters in strings, lone surrogate escapes,
-NaN, numbers out of range, deep nesting). ``iter_records`` is the exact path, used when msgspec
-refuses: it decodes record by record with the standard library, keeps each record's JSON text (for
+path for the rest: msgspec decodes only the keys the caller names (``processed_tokens`` and other
+keys are skipped, never built). Both refuse anything unusual (not a list of objects, raw control
+characters in strings, lone surrogate escapes, NaN, numbers out of range, deep nesting).
+``iter_records`` is the exact path, used when msgspec refuses: it decodes record by record with the standard library, keeps each record's JSON text (for
 rejects.parquet) and turns every file-level problem into a one-line UserError that names the file,
 the line/column and the record where there is one. ``record_texts`` recovers the JSON text of the
 few records the fast path rejects.
