@@ -114,7 +114,7 @@ class _Parsed:
     path: list[str] = field(default_factory=list)
     n_captions: list[int] = field(default_factory=list)
     spans: list[tuple[int, int] | None] = field(default_factory=list)  # each record's JSON text, when known
-    caption_index: list[int] = field(default_factory=list)
+    caption_index: list[int] | pa.Array = field(default_factory=list)  # an Arrow array from _read_columns
     caption_raw: list[str] | pa.Array = field(default_factory=list)  # a list while reading, then an Arrow array
     caption: pa.Array | None = None  # whitespace-normalised captions, set at the end of reading
     rejects: list[tuple[Any, ...]] = field(default_factory=list)
