@@ -5,6 +5,8 @@
   rank column at a time), measured in the same run; the metrics must agree.
 - A large square case through the chunked path (`tir.training.evaluation.rank_features`, which never holds the
   full matrix) against the similarity matmul alone, the floor of any evaluation.
+- The machine's fp32 GEMM rate (one 4096 x 4096 x 4096 ``torch.mm`` into a preallocated output, torch's threads)
+  and the seconds the large case's matmul (2 x n x n x dim FLOP) would take at that rate.
 
     python benchmarks/eval.py [--dim 512] [--large 100000] [--device cpu|cuda]
 """
@@ -65,6 +67,14 @@ def timed(function, device: torch.device) -> tuple[float, object]:
     return time.perf_counter() - began, result
 
 
+def gemm_rate(device: torch.device, size: int = 4096) -> float:
+    """FLOP/s of the best of three ``size``-cubed fp32 matrix products into a preallocated output."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    out = torch.empty(size, size, device=device)
+    best = min(timed(lambda: torch.mm(a, b, out=out), device)[0] for _ in range(3))
+    return 2 * size**3 / best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=512, help="feature dimension")
@@ -98,6 +108,7 @@ def main() -> None:
     large_s, ranks = timed(lambda: rank_features(cosine, text, image, query_pids, gallery_pids), device)
     summarise(ranks.first_rank, ranks.ap, ranks.inp)
 
+    peak = gemm_rate(device)
     threads = torch.get_num_threads()
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {threads} threads"
     print(f"device: {where}; dim {args.dim}; torch {torch.__version__}; cpus {os.cpu_count()}")
@@ -105,6 +116,9 @@ def main() -> None:
     print(f"{'CUHK-PEDES size: tir vs IRRA-style rank()':<44} {6156:>8,} {3074:>8,} {ours_s:>8.2f} {anchor_s:>9.2f} {anchor_s / ours_s:>6.1f}x")
     print(f"{'CUHK-PEDES size, with the matmul, chunked':<44} {6156:>8,} {3074:>8,} {chunked_s:>8.2f} {anchor_s:>9.2f} {anchor_s / chunked_s:>6.1f}x")
     print(f"{'large, chunked vs the matmul alone':<44} {n:>8,} {n:>8,} {large_s:>8.2f} {matmul_s:>9.2f} {matmul_s / large_s:>6.2f}x")
+    flop = 2 * n * n * args.dim
+    print(f"fp32 GEMM rate: {peak / 1e9:.1f} GFLOP/s (4096^3 torch.mm); the large matmul's {flop:.3g} FLOP at that rate: "
+          f"{flop / peak:.1f} s; measured {matmul_s:.1f} s ({flop / matmul_s / 1e9:.1f} GFLOP/s)")
     print("metrics identical to the IRRA-style anchor on the CUHK-PEDES-sized case")
 
 

@@ -5,9 +5,9 @@ processed_tokens like the real file), then times prepare_dataset with and withou
 prints captions/s and peak memory: Python heap + Arrow (the data held) and resident memory. Image
 checks read real headers: every annotated path is a hard link to one of a few tiny PNG/JPEG files.
 
-The anchor, measured in the same run, is the same stage with msgspec's fast reader switched off, so
-that every record goes through the standard library's exact reader (how prepare read every file
-before). Targets: without image checks at least 2x the anchor's captions per CPU second (CPU time,
+The anchor, measured in the same run, is the same stage with msgspec's fast readers (typed columns
+and named fields) switched off, so that every record goes through the standard library's exact
+reader (how prepare read every file before). Targets: without image checks at least 2x the anchor's captions per CPU second (CPU time,
 because wall time means little on a shared machine); peak memory under 3x the JSON size and not
 above the anchor's.
 
@@ -81,8 +81,9 @@ def link_images(root: Path, paths: list[str]) -> None:
 
 @contextmanager
 def exact_reader_only():
-    """The anchor: msgspec's fast path refused for every file, so the standard-library reader reads it all."""
-    with mock.patch.object(prepare_module, "decode_fields", return_value=None):
+    """The anchor: msgspec's fast readers refused for every file, so the standard-library reader reads it all."""
+    with mock.patch.object(prepare_module, "decode_columns", return_value=None), \
+            mock.patch.object(prepare_module, "decode_fields", return_value=None):
         yield
 
 
@@ -123,8 +124,8 @@ def rss_growth(root: Path, out: Path, check: bool, jobs: int, anchor: bool) -> i
     loaded lazily during the run.
     """
     code = (
-        "import sys; from pathlib import Path; from tir.pipeline import prepare; from tir.pipeline.prepare import prepare_dataset; "
-        "prepare.decode_fields = (lambda text, keys: None) if sys.argv[5] == '1' else prepare.decode_fields; "
+        "import sys; from pathlib import Path; from tir.pipeline import prepare; from tir.pipeline.prepare import prepare_dataset\n"
+        "if sys.argv[5] == '1': prepare.decode_columns = prepare.decode_fields = lambda text, keys: None\n"
         "hwm = lambda: int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024; "
         "base = hwm(); "
         "prepare_dataset('CUHK-PEDES', Path(sys.argv[1]), out=Path(sys.argv[2]), check_images=sys.argv[3] == '1', "

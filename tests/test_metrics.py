@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tir.training.metrics import MetricAccumulator, rank_chunk, retrieval_metrics, summarise
+from tir.training.metrics import MetricAccumulator, _hits, rank_chunk, retrieval_metrics, summarise
 
 torch.set_num_threads(1)
 
@@ -116,3 +116,15 @@ def test_top_k_and_hit_ranks_equal_a_stable_full_sort(seed: int, monkeypatch: py
         assert top == order[:10]
         hit_ranks = [i + 1 for i, j in enumerate(order) if gallery[j] == pid]
         assert first == (hit_ranks[0] if hit_ranks else 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
+def test_hits_are_every_matching_pair_in_row_then_gallery_order(dtype):
+    generator = torch.Generator().manual_seed(3)
+    queries = torch.randint(0, 40, (300,), generator=generator).to(dtype)
+    gallery = torch.randint(5, 60, (500,), generator=generator).to(dtype)  # ids 0-4 have no image: queries without a hit
+    rows, cols = _hits(queries, gallery)
+    expected_rows, expected_cols = (gallery[None, :] == queries[:, None]).nonzero(as_tuple=True)
+    assert torch.equal(rows, expected_rows) and torch.equal(cols, expected_cols)
+    assert (queries < 5).any() and rows.numel() > 0
+

@@ -296,10 +296,12 @@ def test_file_level_problem_is_a_user_error(tmp_path, case):
     assert fragment in message and "--annotations" in message
 
 
-def test_not_utf8_is_a_user_error(tmp_path):
+@pytest.mark.parametrize("raw", [b'["\xff"]', json.dumps([GOOD]).encode()[:-2] + b', "processed_tokens": [["\xff"]]}]'])
+def test_not_utf8_is_a_user_error(tmp_path, raw):
+    """Also where the bad byte sits in a key prepare never decodes."""
     root = tmp_path / "root"
     root.mkdir()
-    (root / "reid_raw.json").write_bytes(b'["\xff"]')
+    (root / "reid_raw.json").write_bytes(raw)
     with pytest.raises(UserError, match="not UTF-8"):
         prepare_dataset("CUHK-PEDES", root, check_images=False, out=tmp_path / "out")
 

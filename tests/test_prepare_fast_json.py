@@ -1,4 +1,5 @@
-"""prepare's fast reader (msgspec) gives exactly what the standard-library reader gives, or steps aside."""
+"""prepare's fast readers (msgspec, typed columns or named fields) give exactly what the standard-library
+reader gives, or step aside."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tir.pipeline import prepare
-from tir.pipeline.raw_json import MISSING, decode_fields, record_texts
+from tir.pipeline.raw_json import MISSING, decode_columns, decode_fields, record_texts
 
 RAW = Path(__file__).parent / "data" / "raw"
 GOOD = {"split": "train", "id": 1, "file_path": "cam_a/ok.png", "captions": ["A good caption."]}
@@ -40,12 +41,37 @@ def crafted_text() -> str:
     return text.replace('"id": 1,', '"id": 99, "id": 1,', 1).replace('"captions": [\n      "lower', '"capt\\u0069ons": [\n      "lower', 1)
 
 
+def common_shape_text() -> str:
+    """Records that all have the common types (so the typed column reader takes them) with every reject and
+    quirk such records can have: unusual, refused and repeated paths, no or too many captions, empty and
+    whitespace-only captions, captions to normalise, a split the dataset lacks."""
+    records = [
+        GOOD,
+        {**GOOD, "id": 2, "file_path": "/abs/2.png"},
+        {**GOOD, "id": 3, "file_path": "cam_a/../../3.png"},
+        {**GOOD, "id": 4, "file_path": "cam_a\\4.png", "captions": ["  both  ends  ", "tab\there"]},
+        {**GOOD, "id": 5, "file_path": "./cam_a//5.png"},
+        {**GOOD, "id": 6, "file_path": "cam_a/4.png"},  # the path record 3 becomes
+        {**GOOD, "id": 7},  # repeats record 0's path
+        {**GOOD, "id": 8, "file_path": "cam_a/8.png", "captions": []},
+        {**GOOD, "id": 9, "file_path": "cam_a/9.png", "captions": ["x"] * (prepare.MAX_CAPTIONS + 1)},
+        {**GOOD, "id": 10, "file_path": "cam_a/10.png", "captions": ["", "kept", " \u3000 ", "caf\u00e9  au lait"]},
+        {**GOOD, "id": 11, "file_path": "cam_a/11.png", "captions": ["", "  "]},  # every caption empty
+        {**GOOD, "id": 12, "file_path": " ", "split": "dev"},
+        {**GOOD, "id": -(2**63), "file_path": "caf\u00e9/12.png", "split": "dev", "processed_tokens": [["x"]]},
+        {**GOOD, "id": 2**63 - 1, "file_path": "cam_b/13.png ", "split": "query"},
+        {**GOOD, "id": 14, "file_path": "", "split": "dev"},
+    ]
+    return json.dumps(records, ensure_ascii=False)
+
+
 def run(tmp_path: Path, name: str, text: str, dataset: str = "CUHK-PEDES", file: str = "reid_raw.json", exact: bool = False,
         monkeypatch: pytest.MonkeyPatch | None = None):
     root = tmp_path / name
     (root / "imgs").mkdir(parents=True)
     (root / file).write_text(text, encoding="utf-8")
     if exact:
+        monkeypatch.setattr(prepare, "decode_columns", lambda text, keys: None)
         monkeypatch.setattr(prepare, "decode_fields", lambda text, keys: None)
     try:
         result = prepare.prepare_dataset(dataset, root, out=root / "out", check_images=False, jobs=1, force=True)
@@ -58,12 +84,14 @@ def run(tmp_path: Path, name: str, text: str, dataset: str = "CUHK-PEDES", file:
     return tables, stats
 
 
-@pytest.mark.parametrize("case", ["crafted", "CUHK-PEDES", "ICFG-PEDES", "RSTPReid"])
+@pytest.mark.parametrize("case", ["crafted", "common shape", "common shape, ASCII", "CUHK-PEDES", "ICFG-PEDES", "RSTPReid"])
 def test_fast_and_exact_readers_agree(tmp_path, monkeypatch, case):
     fixtures = {"CUHK-PEDES": ("cuhk_pedes.json", "reid_raw.json"), "ICFG-PEDES": ("ICFG-PEDES.json", "ICFG-PEDES.json"),
                 "RSTPReid": ("data_captions.json", "data_captions.json")}
-    dataset, (fixture, file) = ("CUHK-PEDES", (None, "reid_raw.json")) if case == "crafted" else (case, fixtures[case])
-    text = crafted_text() if case == "crafted" else (RAW / fixture).read_text(encoding="utf-8")
+    crafted = {"crafted": crafted_text(), "common shape": common_shape_text(),
+               "common shape, ASCII": json.dumps(json.loads(common_shape_text()), indent=1)}
+    dataset, (fixture, file) = ("CUHK-PEDES", (None, "reid_raw.json")) if case in crafted else (case, fixtures[case])
+    text = crafted[case] if case in crafted else (RAW / fixture).read_text(encoding="utf-8")
     fast, fast_stats = run(tmp_path, "fast", text, dataset, file)
     exact, exact_stats = run(tmp_path, "exact", text, dataset, file, exact=True, monkeypatch=monkeypatch)
     assert fast[0].equals(exact[0]) and fast[1].equals(exact[1])
@@ -78,6 +106,13 @@ def test_fast_and_exact_readers_agree(tmp_path, monkeypatch, case):
         assert fast_stats["quirks"]["captions_whitespace_normalised"] >= 3
         caption = fast[0].column("caption").to_pylist()
         assert "two spaces" in caption and "caf\u00e9 wide" in caption and "Line sep" in caption and "nbsp" in caption
+    if case.startswith("common shape"):
+        assert decode_columns(text, KEYS) is not None  # the typed column reader really ran
+        rejects = fast[1].to_pylist()
+        assert {r["reason"] for r in rejects} == {"bad_path", "duplicate_image", "no_captions", "too_many_captions", "empty_caption"}
+        assert [r["raw_index"] for r in rejects if r["reason"] == "duplicate_image"] == [5, 6]
+        assert fast_stats["quirks"]["unknown_split_values"] == {"dev": 3, "query": 1}
+        assert "cam_a/4.png" in fast[0].column("image_path").to_pylist()
 
 
 @pytest.mark.parametrize("text", [
@@ -93,6 +128,15 @@ def test_fast_and_exact_readers_agree(tmp_path, monkeypatch, case):
 ])
 def test_fast_reader_steps_aside_for_what_it_cannot_read_exactly(text):
     assert decode_fields(text, KEYS) is None
+    assert decode_columns(text, KEYS) is None
+
+
+@pytest.mark.parametrize("change", [{"id": "1"}, {"id": 1.0}, {"id": True}, {"id": 2**63}, {"captions": "one"},
+                                    {"captions": ["a", None]}, {"split": None}, {"file_path": 3}, {"id": None}])
+def test_typed_column_reader_steps_aside_for_uncommon_shapes(change):
+    assert decode_columns(json.dumps([GOOD, GOOD]), KEYS) is not None
+    assert decode_columns(json.dumps([GOOD, {**GOOD, **change}]), KEYS) is None
+    assert decode_columns(json.dumps([GOOD, {key: value for key, value in GOOD.items() if key != "split"}]), KEYS) is None
 
 
 def test_fast_reader_values_and_record_texts():

@@ -30,6 +30,18 @@ def test_write_table_records_provenance(tmp_path):
     assert store.read_table(out, stage="prepare").num_rows == 3
 
 
+def test_plain_columns_have_no_dictionary_no_statistics_and_snappy(tmp_path):
+    table = pa.table({"x": pa.array([1, 2, 1], pa.int64()), "text": pa.array(["b a", "a  c", "b a"])})
+    out = store.write_table(table, tmp_path / "a.parquet", stage="prepare", options={}, inputs={}, plain_columns=("text",))
+    chunks = pq.ParquetFile(out).metadata.row_group(0)
+    x, text = chunks.column(0), chunks.column(1)
+    assert x.statistics is not None and x.statistics.has_min_max and x.has_dictionary_page
+    assert text.statistics is None or not text.statistics.has_min_max
+    assert not text.has_dictionary_page
+    assert (x.compression, text.compression) == ("ZSTD", "SNAPPY")
+    assert pq.read_table(out).replace_schema_metadata(None).equals(table)
+
+
 def test_atomic_write_leaves_target_untouched_on_failure(tmp_path):
     target = tmp_path / "t.txt"
     target.write_text("old")

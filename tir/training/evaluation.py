@@ -41,7 +41,9 @@ from tir.training.metrics import ChunkRanks, MetricAccumulator, rank_chunk, summ
 from tir.training.precision import autocast
 from tir.training.rerank import reranked_similarity
 
-CHUNK_ELEMENTS = 1 << 24  # similarity entries ranked at once (about 0.5 GiB of working memory)
+# similarity entries computed and ranked at once (128 MiB of float32 per similarity matrix of a chunk):
+# the matmul of 335 queries against a 100,000-image gallery runs about a third faster than of 167
+CHUNK_ELEMENTS = 1 << 25
 TOP_K = 10
 
 

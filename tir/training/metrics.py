@@ -88,6 +88,21 @@ def _hit_ranks(sim: torch.Tensor, hit_rows: torch.Tensor, hit_cols: torch.Tensor
     return ranks
 
 
+def _hits(query_pids: torch.Tensor, gallery_pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query row, gallery index) of every hit, rows ascending and gallery indices ascending within a row.
+
+    The gallery is sorted by person id once, so each query's hits are one slice of it: the cost is the
+    number of hits (plus a sort of the gallery ids), not queries x gallery.
+    """
+    order = torch.sort(gallery_pids.long(), stable=True)
+    queries = query_pids.long()
+    first = torch.searchsorted(order.values, queries)
+    n_hits = torch.searchsorted(order.values, queries, right=True) - first
+    rows = torch.repeat_interleave(torch.arange(queries.numel(), device=queries.device), n_hits)
+    within = torch.arange(rows.numel(), device=queries.device) - (n_hits.cumsum(0) - n_hits)[rows]
+    return rows, order.indices[first[rows] + within]
+
+
 def _stable_top(values: torch.Tensor, indices: torch.Tensor, k: int) -> torch.Tensor:
     """Of candidate (value, gallery index) pairs per row, the indices of the ``k`` best, ties by index."""
     by_index = torch.argsort(indices, dim=1)
@@ -128,10 +143,10 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
     gp = _tensor(gallery_pids, sim.device).reshape(-1)
     if sim.shape != (qp.numel(), gp.numel()):
         raise ValueError(f"similarity shape {tuple(sim.shape)} does not match {qp.numel()} queries x {gp.numel()} gallery")
-    if bool(torch.isnan(sim).any()):
+    if sim.numel() and bool(torch.isnan(sim.amax())):  # amax propagates NaN in one pass, with no mask
         raise ValueError("the similarity holds NaN: the model's features are not finite (did training diverge?)")
     n_queries, n_gallery = sim.shape
-    hit_rows, hit_cols = (gp[None, :] == qp[:, None]).nonzero(as_tuple=True)
+    hit_rows, hit_cols = _hits(qp, gp)
     hit_rank = _hit_ranks(sim, hit_rows, hit_cols)
     by_rank = torch.argsort(hit_rows * (n_gallery + 1) + hit_rank)  # rows stay grouped, ranks ascend within a row
     rows, rank = hit_rows[by_rank], hit_rank[by_rank]
