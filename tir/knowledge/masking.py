@@ -12,9 +12,9 @@ padded with token 0, word -1, level 0, element -1; element numbers below 2**16, 
 holds); ``pair_index`` is [B]. Per sample a strategy is drawn from ``policy`` (``choose_strategies``):
 ``random`` masks each whole word with probability ``random_rate`` (BERT-style, at least one word);
 ``object`` / ``attribute`` / ``relation`` mask all tokens of ``ceil(ratio x n)`` of the n graph elements
-of that level, or one random word when the caption has none. Each chosen token becomes ``mask_token_id`` (80%), a random ordinary token (10%:
-uniform over ``[0, vocab_size)`` without ``mask_token_id`` and ``special_ids``) or stays (10%), and
-its label is the original id. Start, end and padding tokens (word -1) are never chosen.
+of that level, or one random word when the caption has none. Each chosen token becomes
+``mask_token_id`` (80%), a random ordinary token (10%: uniform over ``[0, vocab_size)`` without
+``mask_token_id`` and ``special_ids``) or stays (10%), and its label is the original id. Start, end and padding tokens (word -1) are never chosen.
 
 Every draw is a counter-based hash of (seed, epoch, pair_index, what is drawn), so a sample is
 masked the same way whatever batch it is in, on any device, with no global RNG state.
