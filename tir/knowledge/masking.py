@@ -14,7 +14,8 @@ holds); ``pair_index`` is [B]. Per sample a strategy is drawn from ``policy`` (`
 ``object`` / ``attribute`` / ``relation`` mask all tokens of ``ceil(ratio x n)`` of the n graph elements
 of that level, or one random word when the caption has none. Each chosen token becomes
 ``mask_token_id`` (80%), a random ordinary token (10%: uniform over ``[0, vocab_size)`` without
-``mask_token_id`` and ``special_ids``) or stays (10%), and its label is the original id. Start, end and padding tokens (word -1) are never chosen.
+``mask_token_id`` and ``special_ids``) or stays (10%), and its label is the original id. Start, end
+and padding tokens (word -1) are never chosen.
 
 Every draw is a counter-based hash of (seed, epoch, pair_index, what is drawn), so a sample is
 masked the same way whatever batch it is in, on any device, with no global RNG state.
