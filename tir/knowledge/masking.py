@@ -24,7 +24,7 @@ masked the same way whatever batch it is in, on any device, with no global RNG s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -46,6 +46,7 @@ class MaskPolicy:
     """
 
     stages: tuple[tuple[int, Weights], ...] = ((0, (1.0, 1.0, 1.0, 1.0)),)
+    edges: dict[tuple[float, ...], tuple[float, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         epochs = [start for start, _ in self.stages]
@@ -54,6 +55,9 @@ class MaskPolicy:
         for _, weights in self.stages:
             if len(weights) != len(STRATEGIES) or min(weights) < 0 or sum(weights) <= 0:
                 raise UserError(f"mask policy weights must be {len(STRATEGIES)} non-negative numbers, not all 0: {weights}")
+        # each stage's cumulative shares as float32 values, computed once: a step compares draws with plain floats
+        shares = {tuple(w): torch.tensor(w, dtype=torch.float64).cumsum(0) / sum(w) for _, w in self.stages}
+        object.__setattr__(self, "edges", {w: tuple(c.to(torch.float32).tolist()) for w, c in shares.items()})
 
     def weights(self, epoch: int) -> Weights:
         """The strategy weights in force at ``epoch`` (0-based)."""
@@ -157,11 +161,9 @@ _OUT_OF_LEVEL = 1 << 62  # sort key of tokens outside the chosen level, above ev
 # ----------------------------------------------------------------------------- the API
 def choose_strategies(pair_index: torch.Tensor, *, epoch: int, seed: int, policy: MaskPolicy) -> torch.Tensor:
     """The strategy code (index into STRATEGIES) of each sample, [B] long."""
-    weights = torch.tensor(policy.weights(epoch), dtype=torch.float64)
-    edges = (weights.cumsum(0) / weights.sum()).to(torch.float32).tolist()  # host floats: nothing sent to the device
     draw = _uniform(_sample_keys(pair_index, epoch, seed), _STRATEGY)
     strategy = torch.zeros_like(pair_index, dtype=torch.long)
-    for edge in edges[:-1]:  # the number of edges at or below the draw, as searchsorted(right=True)
+    for edge in policy.edges[tuple(policy.weights(epoch))][:-1]:  # edges at or below the draw (searchsorted right)
         strategy = strategy + (draw >= edge).long()
     return strategy
 

@@ -13,6 +13,8 @@ import torch
 
 from tir.knowledge.masking import IGNORE_INDEX, MaskPolicy, cap_draws, mask_tokens
 
+WORDS_AT_RANDOM = MaskPolicy.fixed("random")  # built once, not per step
+
 
 def token_words(text: torch.Tensor, special_ids: Sequence[int]) -> torch.Tensor:
     """Word ids numbering each ordinary token 0, 1, ... in order; -1 for padding and special tokens."""
@@ -63,7 +65,7 @@ def capped_word_mask(
         pair_index,
         epoch=epoch,
         seed=seed,
-        policy=MaskPolicy.fixed("random"),
+        policy=WORDS_AT_RANDOM,
         mask_token_id=mask_token_id,
         vocab_size=vocab_size,
         random_rate=probability,
