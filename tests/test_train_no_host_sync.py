@@ -18,7 +18,7 @@ from tir.training.engine import _Loop, _run_epoch
 from tir.training.heads.cross_modal import CrossModalMLM
 from tir.training.losses import mlm_accuracy, mlm_loss
 from tir.training.methods.base import StepContext, create_method
-from tir.training.mlm import mlm_rows
+from tir.training.mlm import capped_word_mask, mlm_rows, token_words
 from tir.training.model import build_backbone
 
 torch.set_num_threads(1)
@@ -100,3 +100,17 @@ def test_an_fp16_step_with_the_fused_optimiser_reads_nothing_on_the_host(monkeyp
     means, _ = _run_epoch(loop, 0, 0, 1)
     monkeypatch.undo()
     assert means["loss"] > 0 and sorted(reads) == ["__float__", "tolist"]  # step 4, then the epoch means
+
+
+def test_cfacks_cap_on_masked_tokens_keeps_the_same_tokens_of_a_pair_in_any_batch() -> None:
+    batch = micro_batch(8, length=24)
+    text, pairs = batch["text"], batch["pair_index"]
+
+    def capped(rows: list[int]) -> torch.Tensor:
+        return capped_word_mask(text[rows], token_words(text[rows], (49406, 49407)), pairs[rows], epoch=0, seed=1,
+                                mask_token_id=49408, vocab_size=49409, special_ids=(49406, 49407), probability=0.9,
+                                max_masks=2)[1]
+
+    labels = capped(list(range(8)))
+    assert ((labels != IGNORE_INDEX).sum(1) == 2).all()  # 90% of 4-8 words masked, then capped at 2
+    assert torch.equal(capped([5, 2, 7])[0], labels[5]) and torch.equal(capped([7, 5])[1], labels[5])
