@@ -7,12 +7,14 @@ On the ``meta`` device tensors have shapes but no values, so anything that needs
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from train_support import loader_batch, micro_batch
 
-from tir.knowledge.masking import IGNORE_INDEX
+from tir.knowledge.masking import IGNORE_INDEX, MaskPolicy
 from tir.training.distributed import DistInfo
 from tir.training.engine import _Loop, _run_epoch
 from tir.training.heads.cross_modal import CrossModalMLM
@@ -114,3 +116,29 @@ def test_cfacks_cap_on_masked_tokens_keeps_the_same_tokens_of_a_pair_in_any_batc
     labels = capped(list(range(8)))
     assert ((labels != IGNORE_INDEX).sum(1) == 2).all()  # 90% of 4-8 words masked, then capped at 2
     assert torch.equal(capped([5, 2, 7])[0], labels[5]) and torch.equal(capped([7, 5])[1], labels[5])
+
+
+def test_graph_masking_takes_the_elements_with_the_lowest_hashed_scores_whatever_their_numbers() -> None:
+    """Element numbers far above the text length and elements split across the caption: the ranking, now done
+    by sorting tokens instead of a table as wide as the largest number, still takes the ceil(0.3 n) lowest."""
+    from tir.knowledge import masking
+
+    generator = torch.Generator().manual_seed(4)
+    batch, length, epoch, seed = 12, 30, 2, 9
+    text = torch.randint(300, 5000, (batch, length), generator=generator)
+    text[:, 0], text[:, -1] = 49406, 49407
+    words = torch.arange(length).expand(batch, -1) - 1
+    words[:, -1] = -1
+    numbers = torch.randint(0, 30000, (batch, 8), generator=generator)  # 8 elements per caption, sparse numbers
+    element = numbers.gather(1, torch.randint(0, 8, (batch, length), generator=generator))  # tokens of one interleave
+    pairs = torch.arange(batch) * 7 + 3
+    _, labels = masking.mask_tokens(text, words, torch.ones_like(text), element, pairs, epoch=epoch, seed=seed,
+                                    policy=MaskPolicy.fixed("object"), mask_token_id=49408, vocab_size=49408)
+    keys = masking._sample_keys(pairs, epoch, seed)
+    for row in range(batch):
+        present = element[row, 1:-1].unique()
+        score = masking._uniform(keys[row : row + 1], masking._ITEMS, present[None])[0]
+        ranked = sorted(zip(score.tolist(), present.tolist()))
+        chosen = {number for _, number in ranked[: math.ceil(0.3 * len(present))]}
+        expected = torch.tensor([number in chosen for number in element[row].tolist()]) & (words[row] >= 0)
+        assert torch.equal(labels[row] != IGNORE_INDEX, expected)
