@@ -75,7 +75,7 @@ def capped_word_mask(
         return masked, labels
     chosen = labels != IGNORE_INDEX
     score = cap_draws(pair_index, text.shape[1], epoch=epoch, seed=seed).masked_fill(~chosen, 2.0)  # chosen first
-    kept = torch.zeros_like(chosen).scatter_(1, score.argsort(dim=1)[:, :max_masks], True) & chosen
+    kept = torch.zeros_like(chosen).scatter_(1, score.argsort(dim=1, stable=True)[:, :max_masks], True) & chosen
     return torch.where(kept, masked, text), torch.where(kept, labels, torch.full_like(labels, IGNORE_INDEX))
 
 
