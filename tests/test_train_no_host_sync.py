@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,11 +23,12 @@ from tir.training.losses import mlm_accuracy, mlm_loss
 from tir.training.methods.base import StepContext, create_method
 from tir.training.mlm import capped_word_mask, mlm_rows, token_words
 from tir.training.model import build_backbone
+from tir.training.random_batch import random_batch
 
 torch.set_num_threads(1)
 
-# ssan (its other-image captions are drawn on the host) and cfack (its strong view is augmented per sample
-# on the host) still read the device every step; see the README's GPU path.
+# ssan draws with torch.Generator, which the meta device lacks (its own test is below); cfack augments its
+# strong view per sample on the host, so it still reads the device every step (see the README's GPU path).
 SYNC_FREE = ["clip", "irra", "hkgr", "rde", "ccma"]
 
 
@@ -142,3 +144,28 @@ def test_graph_masking_takes_the_elements_with_the_lowest_hashed_scores_whatever
         chosen = {number for _, number in ranked[: math.ceil(0.3 * len(present))]}
         expected = torch.tensor([number in chosen for number in element[row].tolist()]) & (words[row] >= 0)
         assert torch.equal(labels[row] != IGNORE_INDEX, expected)
+
+
+def test_ssans_step_sends_nothing_between_host_and_device_after_the_first(monkeypatch) -> None:
+    """SSAN's other-image captions and semi-hard negatives are drawn where the batch is (its tables move there
+    on first use); before, every step sent the batch's positions to the host and the draws back."""
+    torch.manual_seed(0)
+    method = create_method("ssan", build_backbone("tir-micro", image_size=(96, 32)), num_classes=4)
+    batch = random_batch(8, (96, 32), 16, words=[4 + row % 5 for row in range(8)])
+    method.use_train_set(batch["text"], batch["pids"].numpy(), np.arange(8))  # two images per identity
+    first = method(batch, StepContext(epoch=0, step=0, seed=1))
+    moves = []
+    for name in ("cpu", "to", "item", "tolist", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def recording(self, *args, _original=original, _name=name, **kwargs):
+            device_given = any(isinstance(a, (torch.device, str)) for a in (*args, *kwargs.values()))
+            if _name != "to" or device_given:
+                moves.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, recording)
+    again = method(batch, StepContext(epoch=0, step=0, seed=1))
+    monkeypatch.undo()
+    assert moves == []
+    assert torch.equal(again["loss_ranking"], first["loss_ranking"])  # the same draws for the same step
