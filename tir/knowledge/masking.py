@@ -8,13 +8,14 @@ The trainer calls::
         -> tuple[masked_ids [B, L] long, labels [B, L] long (-100 where not predicted)]
 
 ``token_ids, word_ids, level, element`` are [B, L] integer tensors (rows of mask_plans.parquet
-padded with token 0, word -1, level 0, element -1); ``pair_index`` is [B]. Per sample a strategy is
-drawn from ``policy`` (``choose_strategies``): ``random`` masks each whole word with probability
-``random_rate`` (BERT-style, at least one word); ``object`` / ``attribute`` / ``relation`` mask all
-tokens of ``ceil(ratio x n)`` of the n graph elements of that level, or one random word when the
-caption has none. Each chosen token becomes ``mask_token_id`` (80%), a random ordinary token (10%:
-uniform over ``[0, vocab_size)`` without ``mask_token_id`` and ``special_ids``) or stays (10%), and
-its label is the original id. Start, end and padding tokens (word -1) are never chosen.
+padded with token 0, word -1, level 0, element -1; element numbers below 2**16, as its int16 column
+holds); ``pair_index`` is [B]. Per sample a strategy is drawn from ``policy`` (``choose_strategies``):
+``random`` masks each whole word with probability ``random_rate`` (BERT-style, at least one word);
+``object`` / ``attribute`` / ``relation`` mask all tokens of ``ceil(ratio x n)`` of the n graph elements
+of that level, or one random word when the caption has none. Each chosen token becomes
+``mask_token_id`` (80%), a random ordinary token (10%: uniform over ``[0, vocab_size)`` without
+``mask_token_id`` and ``special_ids``) or stays (10%), and its label is the original id. Start, end
+and padding tokens (word -1) are never chosen.
 
 Every draw is a counter-based hash of (seed, epoch, pair_index, what is drawn), so a sample is
 masked the same way whatever batch it is in, on any device, with no global RNG state.
@@ -23,7 +24,7 @@ masked the same way whatever batch it is in, on any device, with no global RNG s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -45,6 +46,7 @@ class MaskPolicy:
     """
 
     stages: tuple[tuple[int, Weights], ...] = ((0, (1.0, 1.0, 1.0, 1.0)),)
+    edges: dict[tuple[float, ...], tuple[float, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         epochs = [start for start, _ in self.stages]
@@ -53,6 +55,9 @@ class MaskPolicy:
         for _, weights in self.stages:
             if len(weights) != len(STRATEGIES) or min(weights) < 0 or sum(weights) <= 0:
                 raise UserError(f"mask policy weights must be {len(STRATEGIES)} non-negative numbers, not all 0: {weights}")
+        # each stage's cumulative shares as float32 values, computed once: a step compares draws with plain floats
+        shares = {tuple(w): torch.tensor(w, dtype=torch.float64).cumsum(0) / sum(w) for _, w in self.stages}
+        object.__setattr__(self, "edges", {w: tuple(c.to(torch.float32).tolist()) for w, c in shares.items()})
 
     def weights(self, epoch: int) -> Weights:
         """The strategy weights in force at ``epoch`` (0-based)."""
@@ -149,16 +154,25 @@ def _hash(keys: torch.Tensor, stream: int, index: torch.Tensor) -> torch.Tensor:
     return _mix(_mix(keys, stream)[:, None], index)
 
 
-_STRATEGY, _ITEMS, _WORDS, _FALLBACK, _ACTION, _REPLACEMENT = range(6)  # hash streams
+_STRATEGY, _ITEMS, _WORDS, _FALLBACK, _ACTION, _REPLACEMENT, _CAP = range(7)  # hash streams
+_OUT_OF_LEVEL = 1 << 62  # sort key of tokens outside the chosen level, above every element's key
 
 
 # ----------------------------------------------------------------------------- the API
 def choose_strategies(pair_index: torch.Tensor, *, epoch: int, seed: int, policy: MaskPolicy) -> torch.Tensor:
     """The strategy code (index into STRATEGIES) of each sample, [B] long."""
-    weights = torch.tensor(policy.weights(epoch), dtype=torch.float64)
-    edges = (weights.cumsum(0) / weights.sum()).to(torch.float32).to(pair_index.device)
     draw = _uniform(_sample_keys(pair_index, epoch, seed), _STRATEGY)
-    return torch.searchsorted(edges, draw, right=True).clamp_(max=len(STRATEGIES) - 1)
+    strategy = torch.zeros_like(pair_index, dtype=torch.long)
+    for edge in policy.edges[tuple(policy.weights(epoch))][:-1]:  # edges at or below the draw (searchsorted right)
+        strategy = strategy + (draw >= edge).long()
+    return strategy
+
+
+def cap_draws(pair_index: torch.Tensor, length: int, *, epoch: int, seed: int) -> torch.Tensor:
+    """[B, length] uniform floats per (seed, epoch, pair_index, position), independent of the masking's own
+    draws: the order in which a cap on masked tokens keeps them."""
+    positions = torch.arange(length, device=pair_index.device)
+    return _uniform(_sample_keys(pair_index, epoch, seed), _CAP, positions)
 
 
 def mask_tokens(
@@ -180,26 +194,21 @@ def mask_tokens(
     """Masked token ids and MLM labels ([B, L] long each); see the module docstring."""
     device = token_ids.device
     word_ids, level, element = word_ids.long(), level.long(), element.long()
-    batch, length = token_ids.shape
+    length = token_ids.shape[1]
     keys = _sample_keys(pair_index, epoch, seed)
     strategy = choose_strategies(pair_index, epoch=epoch, seed=seed, policy=policy)
     real = word_ids >= 0
 
-    # graph strategies: ceil(ratio x n) of the n elements of the chosen level, by hashed score
-    n_elements = int(element.max().item()) + 1 if element.numel() else 0
+    # graph strategies: ceil(ratio x n) of the n elements of the chosen level, by hashed score (ties: the lower
+    # element number first). Tokens are sorted by their element's (score, number), so no width depends on data.
     in_level = real & (element >= 0) & (level == strategy[:, None])
-    present = torch.zeros(batch, n_elements + 1, dtype=torch.bool, device=device)
-    present.scatter_(1, torch.where(in_level, element, n_elements), True)
-    present = present[:, :n_elements]
-    counts = present.sum(1)
-    wanted = torch.ceil(counts.double() * ratio - 1e-9).long()
-    score = _uniform(keys, _ITEMS, torch.arange(n_elements, device=device))
-    score = torch.where(present, score, 2.0)
-    rank = torch.empty(batch, n_elements, dtype=torch.long, device=device).scatter_(
-        1, score.argsort(1), torch.arange(n_elements, device=device).expand(batch, n_elements)
-    )
-    chosen_elements = torch.cat([rank < wanted[:, None], torch.zeros(batch, 1, dtype=torch.bool, device=device)], 1)
-    chosen = in_level & chosen_elements.gather(1, torch.where(in_level, element, n_elements))
+    score = _hash(keys, _ITEMS, element.clamp(min=0)) >> 8  # 24 bits, as _uniform's; element numbers fit 16 bits
+    key = torch.where(in_level, (score << 16) + element, _OUT_OF_LEVEL)
+    ordered, order = key.sort(dim=1)
+    starts = torch.cat([torch.ones_like(ordered[:, :1], dtype=torch.bool), ordered[:, 1:] != ordered[:, :-1]], 1)
+    rank = torch.empty_like(order).scatter_(1, order, starts.long().cumsum(1) - 1)  # each token's element rank
+    wanted = torch.ceil((starts & (ordered != _OUT_OF_LEVEL)).sum(1).double() * ratio - 1e-9).long()
+    chosen = in_level & (rank < wanted[:, None])
 
     # random strategy: each whole word with probability random_rate
     n_words = word_ids.max(1).values + 1  # [B]; words are numbered 0.. in caption order

@@ -32,10 +32,13 @@ class CrossCaptions:
         self.candidates = torch.from_numpy(np.concatenate([*others, [0]]).astype(np.int64))  # + a sentinel
 
     def draw(self, index: torch.Tensor, seed: int, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = index.cpu()
+        """Drawn on ``index``'s device, where the tables move on first use: no host round trip per step."""
+        if self.text.device != index.device:
+            self.text, self.offsets, self.candidates = (t.to(index.device) for t in (self.text, self.offsets, self.candidates))
         start, count = self.offsets[index], self.offsets[index + 1] - self.offsets[index]
         state = int(np.random.SeedSequence([seed, epoch, step]).generate_state(1)[0])
-        draw = torch.rand(len(index), generator=torch.Generator().manual_seed(state))
+        generator = torch.Generator(index.device).manual_seed(state)
+        draw = torch.rand(len(index), generator=generator, device=index.device)
         found = count > 0
         chosen = torch.where(found, self.candidates[start + (draw * count).long()], index)
         return self.text[chosen], found

@@ -27,7 +27,7 @@ from tir.knowledge.noise import load_noise
 from tir.pipeline.layout import MANIFEST, MASK_PLANS
 from tir.progress import log
 from tir.training.image_cache import ImageStore, build_cache
-from tir.training.transforms import eval_transform, sample_draws
+from tir.training.transforms import sample_draws
 
 MANIFEST_COLUMNS = ("pair_index", "split", "pid", "image_index", "image_path", "caption")
 
@@ -138,14 +138,15 @@ class TrainDataset(Dataset):
 
 
 class EvalImages:
-    """``load_image(image_path) -> float [3, H, W]`` for tir.training.evaluation.eval_data (test transform)."""
+    """``load_image(image_path) -> uint8 [3, H, W]`` for tir.training.evaluation.eval_data: pixels, a quarter
+    of float32's bytes across the DataLoader's processes; ``evaluate`` normalises them on the device."""
 
     def __init__(self, store_: ImageStore) -> None:
         self.store = store_
         self.position = {path: i for i, path in enumerate(store_.paths)}
 
     def __call__(self, image_path: str) -> torch.Tensor:
-        return eval_transform(self.store.load(self.position[image_path]))
+        return self.store.load(self.position[image_path])
 
 
 @dataclass
@@ -157,7 +158,7 @@ class TrainData:
     num_classes: int
     val_split: str  # "val"
     heldout_val: bool  # True when val identities were held out of train
-    load_image: Callable[[str], torch.Tensor]  # test transform for eval_data (val / test images)
+    load_image: Callable[[str], torch.Tensor]  # uint8 val / test images for eval_data
     tokenize: Callable[[Sequence[str]], torch.Tensor]
     noise_truth: torch.Tensor | None  # is_noisy per train-dataset position
 

@@ -11,7 +11,8 @@ API (used by the engine for validation each epoch and by ``tir eval``)::
     result.per_query   # DataFrame: pair_index, pid, first_hit_rank, ap, inp, n_hits, top10, caption,
                        # image_path, first_hit_image, first_hit_path, top10_paths
 
-``load_image(image_path) -> Tensor[3, H, W]`` is the test-time transform (no augmentation) and
+``load_image(image_path) -> Tensor[3, H, W]`` gives a gallery image: uint8 pixels (tir.training.data.EvalImages;
+``evaluate`` normalises them on the device) or a float image already normalised; and
 ``tokenize(captions) -> LongTensor[n, L]`` the text tokenizer. ``evaluate`` runs the method in
 eval mode under ``torch.no_grad`` (autocast to ``amp``) and restores its previous mode. Similarity is
 computed ``chunk_size`` queries at a time, so the full [queries, gallery] matrix never exists: only
@@ -40,6 +41,7 @@ from tir.training.methods.base import Features, Method
 from tir.training.metrics import ChunkRanks, MetricAccumulator, rank_chunk, summarise
 from tir.training.precision import autocast
 from tir.training.rerank import reranked_similarity
+from tir.training.transforms import model_input
 
 # similarity entries computed and ranked at once (128 MiB of float32 per similarity matrix of a chunk):
 # the matmul of 335 queries against a 100,000-image gallery runs about a third faster than of 167
@@ -210,8 +212,8 @@ def evaluate(
     reranking = Reranking(rerank_k, method.rerank) if rerank_k > 0 and method.reranks else None
     skip = () if reranking is not None else method.rerank_only_features
     try:
-        image_features = encode(method.encode_image, data.gallery_batches(), device, len(data.gallery), "gallery", quiet, amp,
-                                skip)
+        image_features = encode(lambda images: method.encode_image(model_input(images)), data.gallery_batches(), device,
+                                len(data.gallery), "gallery", quiet, amp, skip)
         text_features = encode(method.encode_text, data.query_batches(), device, len(data.queries), "queries", quiet, amp,
                                skip)
         gallery_pids = torch.tensor(data.gallery["pid"].to_numpy(np.int64), device=device)

@@ -57,14 +57,13 @@ def id_loss(image_logits: torch.Tensor, text_logits: torch.Tensor, pids: torch.T
 
 @float32_body
 def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of ``logits`` [n, V] against ``labels`` [n] (the masked positions); 0 if none."""
-    if labels.numel() == 0:
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), labels)
+    """Mean cross-entropy of ``logits`` [n, V] against ``labels`` [n] over the rows whose label is not
+    IGNORE_INDEX (tir.training.mlm.mlm_rows); 0 if none. No host read: the row count stays on the device."""
+    total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def mlm_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Share of masked positions whose token is predicted exactly (for logging)."""
-    if labels.numel() == 0:
-        return logits.new_zeros(())
-    return (logits.argmax(-1) == labels).float().mean()
+    """Share of labelled rows (not IGNORE_INDEX) whose token is predicted exactly (for logging); 0 if none."""
+    hits = (logits.argmax(-1) == labels).sum()  # an IGNORE_INDEX row never matches
+    return hits.float() / (labels != IGNORE_INDEX).sum().clamp(min=1)

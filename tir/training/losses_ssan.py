@@ -42,14 +42,14 @@ def semi_hard_triplets(
 
     ``margin`` [B] per anchor; ``anchors`` [B] bool which rows take part; ``negatives`` [B] bool which
     columns may be negatives (besides a different identity). One semi-hard negative per anchor is
-    drawn uniformly with ``generator`` (on the CPU).
+    drawn uniformly with ``generator`` (on ``similarity``'s device, so the draw is not copied there).
     """
     positive = similarity.diagonal()
     detached = similarity.detach()
     gap = detached - positive.detach().unsqueeze(1) + margin.unsqueeze(1)  # loss of each candidate
     candidate = (gap > 0) & (gap < margin.unsqueeze(1)) & (pids.view(-1, 1) != pids.view(1, -1))
     candidate &= anchors.view(-1, 1) & negatives.view(1, -1)
-    draw = torch.rand(similarity.shape, generator=generator).to(similarity.device)
+    draw = torch.rand(similarity.shape, generator=generator, device=similarity.device)
     chosen = torch.where(candidate, draw, torch.full_like(draw, -1.0)).argmax(dim=1)
     has = candidate.any(dim=1)
     rows = torch.arange(similarity.shape[0], device=similarity.device)

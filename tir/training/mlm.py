@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
-from tir.knowledge.masking import MaskPolicy, mask_tokens
+from tir.knowledge.masking import IGNORE_INDEX, MaskPolicy, cap_draws, mask_tokens
+
+WORDS_AT_RANDOM = MaskPolicy.fixed("random")  # built once, not per step
 
 
 def token_words(text: torch.Tensor, special_ids: Sequence[int]) -> torch.Tensor:
@@ -53,8 +55,8 @@ def capped_word_mask(
     max_masks: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each whole word of ``word_ids`` masked with ``probability`` (80/10/10), keeping at most ``max_masks``
-    masked tokens per caption (0: no cap; the tokens kept are drawn per (seed, epoch, pair_index), the
-    others restored): masked ids and MLM labels (-100 where not predicted)."""
+    masked tokens per caption (0: no cap; the tokens kept are drawn per (seed, epoch, pair_index) by
+    ``cap_draws``, the others restored): masked ids and MLM labels (-100 where not predicted)."""
     masked, labels = mask_tokens(
         text,
         word_ids,
@@ -63,17 +65,33 @@ def capped_word_mask(
         pair_index,
         epoch=epoch,
         seed=seed,
-        policy=MaskPolicy.fixed("random"),
+        policy=WORDS_AT_RANDOM,
         mask_token_id=mask_token_id,
         vocab_size=vocab_size,
         random_rate=probability,
         special_ids=special_ids,
     )
-    chosen = labels != -100
-    if max_masks <= 0 or int(chosen.sum(1).max()) <= max_masks:
+    if max_masks <= 0:
         return masked, labels
-    rows = [torch.rand(text.shape[1], generator=torch.Generator().manual_seed(hash((seed, epoch, pair)) & 0x7FFFFFFFFFFFFFFF))
-            for pair in pair_index.tolist()]
-    score = torch.stack(rows).to(text.device).masked_fill(~chosen, 2.0)  # chosen tokens first, in random order
-    kept = torch.zeros_like(chosen).scatter_(1, score.argsort(dim=1)[:, :max_masks], True) & chosen
-    return torch.where(kept, masked, text), torch.where(kept, labels, torch.full_like(labels, -100))
+    chosen = labels != IGNORE_INDEX
+    score = cap_draws(pair_index, text.shape[1], epoch=epoch, seed=seed).masked_fill(~chosen, 2.0)  # chosen first
+    kept = torch.zeros_like(chosen).scatter_(1, score.argsort(dim=1, stable=True)[:, :max_masks], True) & chosen
+    return torch.where(kept, masked, text), torch.where(kept, labels, torch.full_like(labels, IGNORE_INDEX))
+
+
+def mlm_rows(labels: torch.Tensor, width: int, exact: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of the flattened [B x L] text positions an MLM head scores, and their labels (-100: none).
+
+    ``exact`` (default: on the CPU, where reading their number on the host costs nothing): exactly the
+    masked positions. Otherwise ``width`` positions per caption, the masked ones first (``width`` must
+    bound a caption's masked tokens): a static shape, so a GPU step never waits to learn how many rows
+    there are; the unused rows carry label -100, which the MLM loss leaves out, so the loss is the same.
+    """
+    batch, length = labels.shape
+    picked = labels.reshape(-1) != IGNORE_INDEX
+    if labels.device.type == "cpu" if exact is None else exact:
+        rows = picked.nonzero().squeeze(1)
+    else:
+        order = (~picked).view(batch, length).long().argsort(dim=1, stable=True)[:, : min(width, length)]
+        rows = (order + torch.arange(batch, device=labels.device)[:, None] * length).reshape(-1)
+    return rows, labels.reshape(-1)[rows]

@@ -9,9 +9,9 @@ drawn from a generator seeded per sample, so augmentation depends on neither wor
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import functools
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,11 +43,23 @@ def decode_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
+@functools.cache
+def _clip_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLIP's mean and std [3, 1, 1] on ``device``, built once per device: a tensor built from host values
+    on a GPU is a copy that waits for the GPU, which a per-step call must not make."""
+    return torch.tensor(CLIP_MEAN, device=device).view(3, 1, 1), torch.tensor(CLIP_STD, device=device).view(3, 1, 1)
+
+
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """CLIP normalisation of uint8 images [..., 3, H, W] (float32, on their device)."""
-    mean = torch.tensor(CLIP_MEAN, device=images.device).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=images.device).view(3, 1, 1)
+    mean, std = _clip_stats(images.device)
     return (images.float() / 255.0 - mean) / std
+
+
+def model_input(images: torch.Tensor) -> torch.Tensor:
+    """What an image encoder takes: uint8 pixels normalised where they are (the run's device); float
+    images, already normalised, as they are."""
+    return normalise(images) if images.dtype == torch.uint8 else images
 
 
 def to_chw(image: np.ndarray) -> torch.Tensor:

@@ -14,10 +14,11 @@ from tir.training.lr_rules import LrRule
 
 
 class CrossModalMLM(nn.Module):
-    """``forward(text_tokens [B, Lt, D], image_tokens [B, Li, D], select [B, Lt] bool | None) -> logits``.
+    """``forward(text_tokens [B, Lt, D], image_tokens [B, Li, D], rows [n] long | None) -> logits``.
 
-    Logits are [B, Lt, vocab_size], or [n, vocab_size] for the ``select``-ed positions only (the
-    vocabulary projection dominates the cost, and MLM needs only the masked positions).
+    Logits are [B, Lt, vocab_size], or [n, vocab_size] for the ``rows`` of the flattened [B x Lt]
+    positions only (tir.training.mlm.mlm_rows: the vocabulary projection dominates the cost, and MLM
+    needs only the masked positions).
     """
 
     def __init__(self, dim: int, vocab_size: int, depth: int = 4, heads: int | None = None) -> None:
@@ -66,8 +67,8 @@ class CrossModalMLM(nn.Module):
         self,
         text_tokens: torch.Tensor,
         image_tokens: torch.Tensor,
-        select: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
         text_padding: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = self.fuse(text_tokens, image_tokens, text_padding)
-        return self.head(x if select is None else x[select])
+        return self.head(x if rows is None else x.flatten(0, 1)[rows])

@@ -34,11 +34,11 @@ from tir.errors import UserError
 from tir.training.distributed import get_rank
 from tir.training.heads.cnn_branch import CnnBranch
 from tir.training.heads.cross_modal import CrossModalMLM
-from tir.training.losses import IGNORE_INDEX, mlm_accuracy, mlm_loss
+from tir.training.losses import mlm_accuracy, mlm_loss
 from tir.training.losses_cfack import LearnableTemperature, hard_negatives, matching_loss, six_pair_contrast
 from tir.training.methods.base import Features, Method, StepContext, register
 from tir.training.methods.global_retrieval import GlobalRetrieval
-from tir.training.mlm import capped_word_mask, token_words
+from tir.training.mlm import capped_word_mask, mlm_rows, token_words
 from tir.training.model import Backbone
 from tir.training.strong_view import StrongView
 
@@ -172,9 +172,8 @@ class Cfack(GlobalRetrieval, Method):
 
         loss_itm, itm_acc = self._matching(image, caption, text_padding(augmented, backbone.eot_id), pids, temperature, context)
 
-        picked = labels != IGNORE_INDEX
-        logits = self.fusion(masked_caption["tokens"], image["tokens"], picked, text_padding(masked, backbone.eot_id))
-        labels = labels[picked]
+        rows, labels = mlm_rows(labels, width=self.max_masks or labels.shape[1])
+        logits = self.fusion(masked_caption["tokens"], image["tokens"], rows, text_padding(masked, backbone.eot_id))
         out = {
             "loss_itc": self.weights["itc"] * loss_itc,
             "loss_itm": self.weights["itm"] * loss_itm,

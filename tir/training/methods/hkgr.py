@@ -17,11 +17,12 @@ from tir.errors import UserError
 from tir.knowledge.masking import MaskPolicy, mask_tokens
 from tir.training.heads.cross_modal import CrossModalMLM
 from tir.training.heads.token_selection import TokenSelectionEmbedding
-from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
+from tir.training.losses import id_loss, mlm_accuracy, mlm_loss, sdm
 from tir.training.lr_rules import LrRule
 from tir.training.methods.base import Method, StepContext, register
 from tir.training.methods.global_retrieval import GlobalAndSelectedRetrieval
 from tir.training.methods.irra import identity_classifier
+from tir.training.mlm import mlm_rows
 from tir.training.model import Backbone
 
 PLAN_KEYS = ("word_ids", "level", "element")
@@ -102,9 +103,8 @@ class Hkgr(GlobalAndSelectedRetrieval, Method):
         masked_text = backbone.encode_text(masked)
         image_fine = self.selected(self.image_select, image)
         text_fine = self.selected(self.text_select, clean)
-        picked = labels != IGNORE_INDEX
-        logits = self.cross_modal(masked_text["tokens"], image["tokens"], picked)
-        labels = labels[picked]
+        rows, labels = mlm_rows(labels, width=labels.shape[1])  # a caption may have every word masked
+        logits = self.cross_modal(masked_text["tokens"], image["tokens"], rows)
         out = {
             "loss_sdm": self.weights["sdm"] * sdm(image["global"], clean["global"], pids, self.scale),
             "loss_fine": self.weights["fine"] * sdm(image_fine, text_fine, pids, self.scale),

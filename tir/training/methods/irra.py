@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from tir.training.heads.cross_modal import CrossModalMLM
-from tir.training.losses import IGNORE_INDEX, id_loss, mlm_accuracy, mlm_loss, sdm
+from tir.training.losses import id_loss, mlm_accuracy, mlm_loss, sdm
 from tir.training.lr_rules import LrRule
 from tir.training.methods.base import Features, Method, StepContext, register
 from tir.training.methods.global_retrieval import GlobalRetrieval
-from tir.training.mlm import random_token_mask
+from tir.training.mlm import mlm_rows, random_token_mask
 from tir.training.model import Backbone
 
 
@@ -67,7 +67,7 @@ class Irra(GlobalRetrieval, Method):
         self, batch: dict[str, torch.Tensor], context: StepContext
     ) -> tuple[Features, Features, torch.Tensor, torch.Tensor]:
         """Image features, caption features (clean, or the masked caption's with ``irra_mask_leak``),
-        and the MLM logits with their labels at the masked positions."""
+        and the MLM logits with their labels at the rows ``mlm_rows`` picks (-100 where none is masked)."""
         backbone, text = self.backbone, batch["text"]
         masked, labels = random_token_mask(
             text,
@@ -82,9 +82,9 @@ class Irra(GlobalRetrieval, Method):
         image = backbone.encode_image(batch["images"])
         masked_text = backbone.encode_text(masked)
         caption = masked_text if self.mask_leak else backbone.encode_text(text)
-        picked = labels != IGNORE_INDEX
-        logits = self.cross_modal(masked_text["tokens"], image["tokens"], picked)
-        return image, caption, logits, labels[picked]
+        rows, labels = mlm_rows(labels, width=labels.shape[1])  # any position may be masked
+        logits = self.cross_modal(masked_text["tokens"], image["tokens"], rows)
+        return image, caption, logits, labels
 
     def irra_losses(
         self, image: Features, caption: Features, logits: torch.Tensor, labels: torch.Tensor, pids: torch.Tensor

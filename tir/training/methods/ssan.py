@@ -129,10 +129,9 @@ class Ssan(Method):
         cross_text, found = self.cross_captions.draw(batch["index"], context.seed, context.epoch, context.step)
         image = self.image_levels(batch["images"])
         text = self.text_levels(batch["text"])
-        cross = self.text_levels(cross_text.to(pids.device))
-        found = found.to(pids.device)
+        cross = self.text_levels(cross_text)
         state = int(np.random.SeedSequence([context.seed, context.epoch, context.step, 1]).generate_state(1)[0])
-        generator = torch.Generator().manual_seed(state)  # the semi-hard negatives, equal on every rank
+        generator = torch.Generator(pids.device).manual_seed(state)  # the semi-hard negatives, equal on every rank
         adaptive = context.epoch >= self.adaptive_margin_epoch
         ranking = [
             compound_ranking_loss(i, t, c, found, pids, adaptive, generator, self.margin, self.cross_beta, self.skip_below)
