@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 from tir.search.index import GalleryIndex
-from tir.search.searcher import Searcher, top_k
+from tir.search.searcher import Searcher
 from tir.training import config as config_io
 from tir.training.build import build_method
+from tir.training.metrics import top_indices
 
 SENTENCES = [
     "a woman with long black hair in a white shirt, blue jeans and white sneakers, carrying a black bag",
@@ -86,7 +87,7 @@ def main() -> None:
             scores = searcher.method.similarity(text, searcher.image_features)
         rows.append((f"{name}: encode the sentence", median_ms(lambda: searcher.method.encode_text(searcher.tokenize([next(it)])), args.sentences)))
         rows.append((f"{name}: test similarity vs gallery", median_ms(lambda: searcher.method.similarity(text, searcher.image_features), args.sentences)))
-        rows.append((f"{name}: top 10 in eval's order", median_ms(lambda: top_k(scores, 10), args.sentences)))
+        rows.append((f"{name}: top 10 in eval's order", median_ms(lambda: top_indices(scores, 10), args.sentences)))
         rows.append((f"{name}: whole search (Searcher.rank)", median_ms(lambda: searcher.rank([next(it)], 10), args.sentences)))
     print("\n| step | ms per sentence | x anchor |\n|---|---|---|")
     for label, ms in rows:

@@ -48,13 +48,6 @@ class SearchResult:
         return asdict(self)
 
 
-def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` best gallery positions per row in evaluation's order (descending score, ties keep gallery
-    order) and their scores, without sorting the whole gallery."""
-    positions = top_indices(scores, k)
-    return scores.gather(1, positions), positions
-
-
 @lru_cache(maxsize=1)
 def _graph_parser():
     from tir.knowledge.graphs import get_backend
@@ -126,7 +119,7 @@ class Searcher:
     def rank(self, sentences: list[str], k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(similarity, gallery positions) of the top ``k`` per sentence, in evaluation's order."""
         similarity, ordering = self.scores(sentences)
-        _, positions = top_k(ordering, k)
+        positions = top_indices(ordering, k)  # evaluation's order: descending, ties in gallery order
         return similarity.gather(1, positions).cpu(), positions.cpu()
 
     def parse(self, sentences: list[str]) -> list[dict[str, list[dict[str, Any]]]]:
