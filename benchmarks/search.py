@@ -5,8 +5,10 @@ the index holds random unit vectors of the method's feature sizes (encoding 100,
 CPU would take hours and feature values do not change the cost). Per sentence: text encoding, the
 method's test similarity, and ranking the top 10 in evaluation's order, each as the median over the
 sentences. The anchor, measured in the same run, is the bare matmul of one 512-d query against the
-gallery; every row is also printed as a multiple of it. Two reference rows time the bare text tower over all
-77 positions and only up to the sentence's end token (what test-time encoding computes).
+gallery; every row is also printed as a multiple of it. Two reference rows time the bare text tower over
+all 77 positions and only up to the sentence's end token (what test-time encoding computes); each method's
+"with scene graph" row adds what `tir search` and `tir serve` also do per sentence: parse its scene graph
+(spaCy) and, for methods with token selection, find the words it attends to.
 
     python benchmarks/search.py [--gallery 100000] [--methods clip,hkgr] [--sentences 30] [--threads N]
 """
@@ -82,7 +84,7 @@ def main() -> None:
         searcher = searcher_for(name, args.gallery, generator)
         it = itertools.cycle(sentences)
         for sentence in sentences[:3]:
-            searcher.rank([sentence], 10)  # warm-up
+            searcher.search([sentence], 10)  # warm-up (loads spaCy)
         with torch.no_grad():
             tokens = searcher.tokenize([sentences[0]])
             text = searcher.method.encode_text(tokens)
@@ -91,6 +93,8 @@ def main() -> None:
         rows.append((f"{name}: test similarity vs gallery", median_ms(lambda: searcher.method.similarity(text, searcher.image_features), args.sentences)))
         rows.append((f"{name}: top 10 in eval's order", median_ms(lambda: top_indices(scores, 10), args.sentences)))
         rows.append((f"{name}: whole search (Searcher.rank)", median_ms(lambda: searcher.rank([next(it)], 10), args.sentences)))
+        rows.append((f"{name}: with scene graph and attended words (Searcher.search, as tir search / serve)",
+                     median_ms(lambda: searcher.search([next(it)], 10), args.sentences)))
         if number == 0:
             backbone = searcher.method.backbone
             for label, skip in (("all 77 positions", False), ("up to the end token", True)):
