@@ -62,17 +62,13 @@ def test_every_method_ranks_as_with_every_position_computed(name: str, monkeypat
     with torch.no_grad():
         gallery = method.encode_image(images)
         trimmed = method.encode_text(text)
-        weights = method.text_token_weights(text)
         every_position = method.backbone.encode_text
         monkeypatch.setattr(method.backbone, "encode_text",
                             lambda text, attention=False, skip_padding=False: every_position(text, attention))
         full = method.encode_text(text)
-        full_weights = method.text_token_weights(text)
     assert trimmed.keys() == full.keys()
     for feature in trimmed.keys() - {"tokens"}:  # cfack's tokens: equal up to each end token, read only there
         torch.testing.assert_close(trimmed[feature], full[feature])
-    if weights is not None:
-        torch.testing.assert_close(weights, full_weights)
     similarity = method.similarity(trimmed, gallery)
     torch.testing.assert_close(similarity, method.similarity(full, gallery))
     order = top_indices(similarity, 24)
