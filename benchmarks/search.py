@@ -5,7 +5,10 @@ the index holds random unit vectors of the method's feature sizes (encoding 100,
 CPU would take hours and feature values do not change the cost). Per sentence: text encoding, the
 method's test similarity, and ranking the top 10 in evaluation's order, each as the median over the
 sentences. The anchor, measured in the same run, is the bare matmul of one 512-d query against the
-gallery; every row is also printed as a multiple of it.
+gallery; every row is also printed as a multiple of it. Two reference rows time the bare text tower over
+all 77 positions and only up to the sentence's end token (what test-time encoding computes); each method's
+"with scene graph" row adds what `tir search` and `tir serve` also do per sentence: parse its scene graph
+(spaCy) and, for methods with token selection, find the words it attends to.
 
     python benchmarks/search.py [--gallery 100000] [--methods clip,hkgr] [--sentences 30] [--threads N]
 """
@@ -13,6 +16,7 @@ gallery; every row is also printed as a multiple of it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import statistics
@@ -22,9 +26,10 @@ from pathlib import Path
 import torch
 
 from tir.search.index import GalleryIndex
-from tir.search.searcher import Searcher, top_k
+from tir.search.searcher import Searcher
 from tir.training import config as config_io
 from tir.training.build import build_method
+from tir.training.metrics import top_indices
 
 SENTENCES = [
     "a woman with long black hair in a white shirt, blue jeans and white sneakers, carrying a black bag",
@@ -75,19 +80,26 @@ def main() -> None:
         query @ gallery.T
     anchor = median_ms(lambda: query @ gallery.T, args.sentences)
     rows = [("anchor: one 512-d query @ gallery (bare matmul)", anchor)]
-    for name in args.methods.split(","):
+    for number, name in enumerate(args.methods.split(",")):
         searcher = searcher_for(name, args.gallery, generator)
-        it = iter(sentences * 3)
+        it = itertools.cycle(sentences)
         for sentence in sentences[:3]:
-            searcher.rank([sentence], 10)  # warm-up
+            searcher.search([sentence], 10)  # warm-up (loads spaCy)
         with torch.no_grad():
             tokens = searcher.tokenize([sentences[0]])
             text = searcher.method.encode_text(tokens)
             scores = searcher.method.similarity(text, searcher.image_features)
         rows.append((f"{name}: encode the sentence", median_ms(lambda: searcher.method.encode_text(searcher.tokenize([next(it)])), args.sentences)))
         rows.append((f"{name}: test similarity vs gallery", median_ms(lambda: searcher.method.similarity(text, searcher.image_features), args.sentences)))
-        rows.append((f"{name}: top 10 in eval's order", median_ms(lambda: top_k(scores, 10), args.sentences)))
+        rows.append((f"{name}: top 10 in eval's order", median_ms(lambda: top_indices(scores, 10), args.sentences)))
         rows.append((f"{name}: whole search (Searcher.rank)", median_ms(lambda: searcher.rank([next(it)], 10), args.sentences)))
+        rows.append((f"{name}: with scene graph and attended words (Searcher.search, as tir search / serve)",
+                     median_ms(lambda: searcher.search([next(it)], 10), args.sentences)))
+        if number == 0:
+            backbone = searcher.method.backbone
+            for label, skip in (("all 77 positions", False), ("up to the end token", True)):
+                rows.append((f"reference: text tower, {label}",
+                             median_ms(lambda: backbone.encode_text(searcher.tokenize([next(it)]), skip_padding=skip), args.sentences)))
     print("\n| step | ms per sentence | x anchor |\n|---|---|---|")
     for label, ms in rows:
         print(f"| {label} | {ms:.1f} | {ms / anchor:.1f} |")

@@ -17,7 +17,8 @@ from tir.training.methods.base import StepContext, create_method
 from tir.training.mlm import capped_word_mask, token_words
 from tir.training.model import build_backbone
 from tir.training.optim import parameter_groups
-from tir.training.rerank import reranked_similarity, top_candidates
+from tir.training.metrics import top_indices
+from tir.training.rerank import reranked_similarity
 from tir.training.strong_view import StrongView
 
 torch.set_num_threads(1)
@@ -123,7 +124,7 @@ def test_reranking_changes_only_the_top_k_of_each_ranking() -> None:
     assert torch.equal(after[:, :k].sort(dim=1).values, before[:, :k].sort(dim=1).values)
     expected = before[:, :k].gather(1, new_scores.argsort(dim=1, descending=True))
     assert torch.equal(after[:, :k], expected)
-    assert torch.equal(top_candidates(scores, k), before[:, :k])
+    assert torch.equal(top_indices(scores, k), before[:, :k])
     whole = reranked_similarity(scores, 100, lambda c: torch.zeros(c.shape))  # k beyond the gallery, ties kept
     assert torch.equal(torch.sort(-whole, dim=1, stable=True).indices, before)
 

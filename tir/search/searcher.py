@@ -48,13 +48,6 @@ class SearchResult:
         return asdict(self)
 
 
-def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` best gallery positions per row in evaluation's order (descending score, ties keep gallery
-    order) and their scores, without sorting the whole gallery."""
-    positions = top_indices(scores, k)
-    return scores.gather(1, positions), positions
-
-
 @lru_cache(maxsize=1)
 def _graph_parser():
     from tir.knowledge.graphs import get_backend
@@ -110,12 +103,17 @@ class Searcher:
         return cls(method, config, index, device, rerank_k)
 
     @torch.no_grad()
-    def scores(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the method's test similarity, the scores that order the gallery) [sentences, gallery]: the two
-        differ for a method that re-ranks each sentence's top ``rerank_k`` (as `tir eval --rerank-k`)."""
+    def encode(self, sentences: list[str]) -> Features:
+        """The method's test-time text features of the sentences (float32)."""
         self.method.eval()
         text = self.method.encode_text(self.tokenize(sentences).to(self.device))
-        text = {name: value.float() for name, value in text.items()}
+        return {name: value.float() for name, value in text.items()}
+
+    @torch.no_grad()
+    def scores(self, text: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the method's test similarity, the scores that order the gallery) [sentences, gallery] of encoded
+        sentences: the two differ for a method that re-ranks each sentence's top ``rerank_k`` (as `tir eval
+        --rerank-k`)."""
         similarity = self.method.similarity(text, self.image_features)
         if self.rerank_k <= 0:
             return similarity, similarity
@@ -123,20 +121,25 @@ class Searcher:
                                        lambda candidates: self.method.rerank(text, self.image_features, candidates))
         return similarity, ordering
 
+    def top(self, text: Features, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(similarity, gallery positions) of the top ``k`` per encoded sentence, in evaluation's order."""
+        similarity, ordering = self.scores(text)
+        positions = top_indices(ordering, k)  # evaluation's order: descending, ties in gallery order
+        return similarity.gather(1, positions).cpu(), positions.cpu()
+
     def rank(self, sentences: list[str], k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(similarity, gallery positions) of the top ``k`` per sentence, in evaluation's order."""
-        similarity, ordering = self.scores(sentences)
-        _, positions = top_k(ordering, k)
-        return similarity.gather(1, positions).cpu(), positions.cpu()
+        return self.top(self.encode(sentences), k)
 
     def parse(self, sentences: list[str]) -> list[dict[str, list[dict[str, Any]]]]:
         """Scene graphs of the sentences with tir's default parser (spaCy), loaded on first use."""
         return [asdict(graph) for graph in _graph_parser().parse_batch(sentences)]
 
-    @torch.no_grad()
-    def attended(self, sentences: list[str]) -> list[list[dict[str, Any]]]:
-        """Per sentence, the words the method's test similarity attends to ([] when it declares none)."""
-        weights = self.method.text_token_weights(self.tokenize(sentences).to(self.device))
+    @staticmethod
+    def attended(sentences: list[str], text: Features) -> list[list[dict[str, Any]]]:
+        """Per sentence, the words the method's test similarity attends to (its ``token_weights`` text
+        feature; [] when it declares none)."""
+        weights = text.get("token_weights")
         if weights is None:
             return [[] for _ in sentences]
         return [attended_words(sentence, row.cpu()) for sentence, row in zip(sentences, weights)]
@@ -144,9 +147,10 @@ class Searcher:
     def search(self, sentences: list[str], k: int = 10, graphs: bool = True) -> list[SearchResult]:
         """Top ``k`` hits per sentence, with its scene graph (unless ``graphs`` is False) and attended words."""
         check_query(sentences, k)
-        values, positions = self.rank(sentences, k)
+        text = self.encode(sentences)
+        values, positions = self.top(text, k)
         parsed = self.parse(sentences) if graphs else [None] * len(sentences)
-        attended = self.attended(sentences)
+        attended = self.attended(sentences, text)
         results = []
         for sentence, row_values, row_positions, graph, words in zip(sentences, values, positions, parsed, attended):
             hits = [Hit(rank + 1, float(score), self.index.image_paths[int(p)], self.index.pids[int(p)])

@@ -182,25 +182,39 @@ class Backbone(nn.Module):
             out["attention"] = weights[:, 0]
         return out
 
-    def encode_text(self, text: torch.Tensor, attention: bool = False) -> Features:
+    def encode_text(self, text: torch.Tensor, attention: bool = False, skip_padding: bool = False) -> Features:
+        """Features of token ids ``text`` [B, L]. ``skip_padding``: run the transformer only up to the batch's
+        last end token. CLIP's text attention is causal, so every position up to a caption's end token (and the
+        end token's attention row) is the same as over all L positions; the positions after the batch's last
+        end token get zero token features instead of the padding's. Only for consumers that never read a
+        caption's positions after its end token (the test-time paths that mask them)."""
         clip = self.clip
         length = text.shape[1]
         if length > self.context_length:
             raise UserError(f"text length {length} exceeds the model's context length {self.context_length}")
-        x = clip.token_embedding(text) + clip.positional_embedding[:length]
-        mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
+        eot = (text == self.eot_id).int().argmax(dim=1)
+        computed = int(eot.max()) + 1 if skip_padding and clip.attn_mask is not None and text.shape[0] else length
+        x = clip.token_embedding(text[:, :computed]) + clip.positional_embedding[:computed]
+        mask = clip.attn_mask[:computed, :computed] if clip.attn_mask is not None else None
         x, weights = _run_blocks(clip.transformer.resblocks, x, mask, attention, self.grad_checkpointing)
         projection = clip.text_projection
         x = clip.ln_final(x)
-        tokens = projection(x) if isinstance(projection, nn.Linear) else x @ projection
+        tokens = _pad_positions(projection(x) if isinstance(projection, nn.Linear) else x @ projection, length)
         rows = torch.arange(text.shape[0], device=text.device)
-        eot = (text == self.eot_id).int().argmax(dim=1)
         positions = torch.arange(length, device=text.device).unsqueeze(0)
         valid = (positions > 0) & (positions < eot.unsqueeze(1))
         out: Features = {"global": tokens[rows, eot], "tokens": tokens, "valid": valid}
         if weights is not None:
-            out["attention"] = weights[rows, eot]
+            out["attention"] = _pad_positions(weights[rows, eot], length)
         return out
+
+
+def _pad_positions(values: torch.Tensor, length: int) -> torch.Tensor:
+    """``values`` [B, l, ...] zero-padded along dim 1 to ``length`` positions (itself when l is ``length``)."""
+    missing = length - values.shape[1]
+    if missing == 0:
+        return values
+    return torch.cat([values, values.new_zeros(values.shape[0], missing, *values.shape[2:])], dim=1)
 
 
 def build_backbone(

@@ -16,17 +16,12 @@ import torch
 from tir.training.metrics import top_indices
 
 
-def top_candidates(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Gallery indices [q, k] of each row's k best scores, best first; ties keep gallery order."""
-    return top_indices(scores, k)
-
-
 def reranked_similarity(
     scores: torch.Tensor, k: int, rescore: Callable[[torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
     """``scores`` [q, G] with each row's top ``k`` re-ordered by ``rescore(candidates [q, k]) -> [q, k]``
     (higher first) and placed above the rest; returned as float64 [q, G]."""
-    candidates = top_candidates(scores, k)
+    candidates = top_indices(scores, k)  # best first, ties in gallery order
     new = rescore(candidates).to(scores.device)
     if new.shape != candidates.shape:
         raise ValueError(f"rescore returned shape {tuple(new.shape)} for candidates {tuple(candidates.shape)}")

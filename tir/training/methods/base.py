@@ -81,16 +81,12 @@ class Method(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def encode_text(self, text: torch.Tensor) -> Features:
-        """Test-time text features."""
+        """Test-time text features; a method whose test similarity relies on some tokens more than others may
+        add ``token_weights`` [B, L] (0 = not at all), which `tir search` shows as the words attended to."""
 
     @abc.abstractmethod
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
         """Similarity [n_text, n_image] used to rank the gallery (higher is more similar)."""
-
-    def text_token_weights(self, text: torch.Tensor) -> torch.Tensor | None:
-        """How much the test similarity relies on each token of ``text`` [B, L] (0 = not at all), for showing
-        which words a search attended to; None when the method has no such notion (global features only)."""
-        return None
 
     def new_modules(self) -> Iterable[nn.Module]:
         """Modules created by the method (trained at the larger learning rate); the backbone is not one."""

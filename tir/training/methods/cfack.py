@@ -192,7 +192,7 @@ class Cfack(GlobalRetrieval, Method):
         return {"global": F.normalize(image["global"].float(), dim=-1), "tokens": image["tokens"]}
 
     def encode_text(self, text: torch.Tensor) -> Features:
-        caption = self.backbone.encode_text(text)
+        caption = self.backbone.encode_text(text, skip_padding=True)  # re-ranking masks the positions after the end
         keep = ~text_padding(text, self.backbone.eot_id)
         return {"global": F.normalize(caption["global"].float(), dim=-1), "tokens": caption["tokens"], "keep": keep.float()}
 

@@ -19,7 +19,7 @@ class GlobalRetrieval:
         return {"global": F.normalize(self.backbone.encode_image(images)["global"].float(), dim=-1)}
 
     def encode_text(self, text: torch.Tensor) -> Features:
-        return {"global": F.normalize(self.backbone.encode_text(text)["global"].float(), dim=-1)}
+        return {"global": F.normalize(self.backbone.encode_text(text, skip_padding=True)["global"].float(), dim=-1)}
 
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
         return text_features["global"] @ image_features["global"].t()
@@ -49,15 +49,18 @@ class GlobalAndSelectedRetrieval:
         return self._both(self.image_select, self.backbone.encode_image(images, attention=True))
 
     def encode_text(self, text: torch.Tensor) -> Features:
-        return self._both(self.text_select, self.backbone.encode_text(text, attention=True))
+        # token selection pools valid words only (and k counts all L positions), so padding may be skipped
+        features = self.backbone.encode_text(text, attention=True, skip_padding=True)
+        return {**self._both(self.text_select, features), "token_weights": self.kept_attention(features)}
 
-    def text_token_weights(self, text: torch.Tensor) -> torch.Tensor:
-        """The end token's attention on the tokens that token selection keeps (0 elsewhere)."""
-        features = self.backbone.encode_text(text, attention=True)
+    def kept_attention(self, features: Features) -> torch.Tensor:
+        """[B, L]: the end token's attention on the words token selection keeps, 0 elsewhere (the words a
+        search shows as attended to)."""
         valid, scores = features["valid"], features["attention"].float()
         keep = torch.clamp((valid.sum(dim=1).float() * self.text_select.ratio).floor().long(), min=1)
         order = scores.masked_fill(~valid, float("-inf")).argsort(dim=1, descending=True)
-        kept = torch.zeros_like(valid).scatter_(1, order, torch.arange(text.shape[1], device=text.device).expand_as(order) < keep[:, None])
+        ranks = torch.arange(valid.shape[1], device=valid.device).expand_as(order)
+        kept = torch.zeros_like(valid).scatter_(1, order, ranks < keep[:, None])
         return torch.where(kept & valid, scores, torch.zeros_like(scores))
 
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:

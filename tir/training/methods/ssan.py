@@ -89,9 +89,10 @@ class Ssan(Method):
         out = self.backbone.encode_image(images)
         return self._levels(out["global"], pool_stripes(out["tokens"][:, 1:], self.grid, self.parts))
 
-    def text_levels(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Global, local and non-local caption features, as ``image_levels``."""
-        out = self.backbone.encode_text(text)
+    def text_levels(self, text: torch.Tensor, skip_padding: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Global, local and non-local caption features, as ``image_levels`` (``skip_padding``: see
+        Backbone.encode_text; the word parts read valid words only)."""
+        out = self.backbone.encode_text(text, skip_padding=skip_padding)
         parts, _ = self.word_parts(out["tokens"], out["valid"])
         return self._levels(out["global"], parts)
 
@@ -104,7 +105,7 @@ class Ssan(Method):
         return dict(zip(LEVELS, map(flat_normalised, self.image_levels(images))))
 
     def encode_text(self, text: torch.Tensor) -> Features:
-        return dict(zip(LEVELS, map(flat_normalised, self.text_levels(text))))
+        return dict(zip(LEVELS, map(flat_normalised, self.text_levels(text, skip_padding=True))))
 
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
         return sum(text_features[level] @ image_features[level].t() for level in LEVELS)  # type: ignore[return-value]
