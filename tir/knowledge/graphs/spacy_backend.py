@@ -6,6 +6,7 @@ import importlib.util
 from collections.abc import Sequence
 
 from tir.errors import UserError
+from tir.knowledge.graphs import cached_attributes
 from tir.knowledge.graphs.lexicon import JOINED
 from tir.knowledge.graphs.normalise import correct_attribute, verb_typo
 from tir.knowledge.graphs.rules import build_graph
@@ -31,7 +32,8 @@ def choose_model(name: str | None) -> str:
 
 
 def load_spacy(name: str | None):
-    """The spaCy pipeline without NER, hyphenated words kept whole, split compounds (t shirt) joined."""
+    """The spaCy pipeline without NER, hyphenated words kept whole, split compounds (t shirt) joined, matrix
+    products on numpy's BLAS and the attribute ruler and lemmatizer cached (same Docs, less time)."""
     import spacy
     from spacy.language import Language
     from spacy.util import compile_infix_regex
@@ -51,7 +53,22 @@ def load_spacy(name: str | None):
     if _TYPO_COMPONENT not in Language.factories:
         Language.component(_TYPO_COMPONENT, func=_typo_norms)
     nlp.add_pipe(_TYPO_COMPONENT, after=_JOIN_COMPONENT)
+    _use_numpy_blas(nlp)
+    cached_attributes.install(nlp)
     return nlp
+
+
+def _use_numpy_blas(nlp) -> None:
+    """Run the models' matrix products through numpy (OpenBLAS) instead of blis: about 3x the speed on
+    this project's machines for the tok2vec and parser layers."""
+    from thinc.api import NumpyOps
+
+    ops = NumpyOps(use_blis=False)
+    for _, component in nlp.components:
+        model = getattr(component, "model", None)
+        for node in model.walk() if hasattr(model, "walk") else ():
+            if isinstance(node.ops, NumpyOps):
+                node.ops = ops
 
 
 def _splits_hyphen(pattern: str) -> bool:
@@ -139,11 +156,14 @@ class SpacyBackend:
 
     def parse_batch(self, captions: Sequence[str]) -> list[Graph]:
         """One graph per caption, in order (empty captions give empty graphs)."""
+        from threadpoolctl import threadpool_limits
+
         cut = [parse_prefix(c or "", self.max_words) for c in captions]
         graphs = []
-        docs = self.nlp.pipe((parse_text(t) for t, _ in cut), batch_size=self.batch_size)
-        for (text, truncated), doc in zip(cut, docs):
-            graph = build_graph(from_spacy(doc, text)) if text.strip() else Graph()
-            graph.truncated = truncated
-            graphs.append(graph)
+        with threadpool_limits(1, user_api="blas"):  # one thread per process: more are slower; --jobs parallelises
+            docs = self.nlp.pipe((parse_text(t) for t, _ in cut), batch_size=self.batch_size)
+            for (text, truncated), doc in zip(cut, docs):
+                graph = build_graph(from_spacy(doc, text)) if text.strip() else Graph()
+                graph.truncated = truncated
+                graphs.append(graph)
         return graphs
