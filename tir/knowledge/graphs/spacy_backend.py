@@ -34,11 +34,11 @@ def choose_model(name: str | None) -> str:
 def load_spacy(name: str | None):
     """The spaCy pipeline without NER, hyphenated words kept whole, split compounds (t shirt) joined, matrix
     products on numpy's BLAS and the attribute ruler and lemmatizer cached (same Docs, less time)."""
-    import spacy
+    model = choose_model(name)
+    spacy = _import_spacy(without_torch=model in DEFAULT_MODELS)
     from spacy.language import Language
     from spacy.util import compile_infix_regex
 
-    model = choose_model(name)
     try:
         nlp = spacy.load(model, exclude=["ner"])
     except OSError:
@@ -56,6 +56,25 @@ def load_spacy(name: str | None):
     _use_numpy_blas(nlp)
     cached_attributes.install(nlp)
     return nlp
+
+
+def _import_spacy(without_torch: bool):
+    """spaCy, imported (when nothing has imported it or torch yet and ``without_torch``) with torch hidden from
+    thinc, which otherwise imports it for nothing: 2-3 s of start-up in every parse-graphs process. The default
+    models are thinc-only; torch stays importable afterwards, only thinc's optional torch support is off."""
+    import sys
+
+    if not without_torch or "spacy" in sys.modules or "torch" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError meanwhile
+    try:
+        import spacy
+    finally:
+        if sys.modules.get("torch", ...) is None:
+            del sys.modules["torch"]
+    return spacy
 
 
 def _use_numpy_blas(nlp) -> None:
@@ -146,9 +165,8 @@ class SpacyBackend:
         return {"backend": "spacy", "rules": RULES_VERSION, "model": choose_model(model), "max_words": max_words}
 
     def __init__(self, model: str | None = None, batch_size: int = 128, max_words: int = MAX_WORDS) -> None:
-        import spacy
-
         self.nlp = load_spacy(model)
+        import spacy  # after load_spacy, which imports it without torch
         self.model = self.nlp.meta.get("name", "model")
         self.batch_size = batch_size
         self.max_words = max_words
