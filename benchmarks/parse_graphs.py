@@ -4,7 +4,8 @@ spacy: the whole `tir parse-graphs` stage (manifest -> graphs.parquet, start-up 
 and --jobs N; sng: SceneGraphParser's one-caption-at-a-time loop (the anchor). Captions are real-style
 and all distinct: run-ons of two to four clauses of the real-style gold set, lower case, 3% of longer
 words with two letters swapped. The profile splits one process's CPU time between spaCy's components,
-the conversion of its Doc to tir's tree, and tir's rules.
+the conversion of its Doc to tir's tree, and tir's rules, and times the start-up of a fresh process (imports and
+model load), which every worker of the stage pays once.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import argparse
 import json
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
+import tir
 from tir.knowledge.graphs import get_backend
 from tir.knowledge.graphs.rules import build_graph
 from tir.knowledge.graphs.spacy_backend import load_spacy
@@ -43,13 +48,15 @@ def captions(n: int, seed: int = 0) -> list[str]:
 
 
 def profile(texts: list[str], batch_size: int) -> list[tuple[str, float]]:
-    """CPU seconds per caption of each spaCy component, the Doc -> tree conversion and the rules."""
+    """CPU seconds per caption of each spaCy component, the Doc -> tree conversion and the rules (one BLAS
+    thread, as in the stage)."""
     nlp = load_spacy(None)
     docs = [nlp.make_doc(text) for text in texts]
     parts = []
     for name, component in nlp.pipeline:
         started = time.process_time()
-        docs = list(component.pipe(docs, batch_size=batch_size)) if hasattr(component, "pipe") else [component(d) for d in docs]
+        with threadpool_limits(1, user_api="blas"):
+            docs = list(component.pipe(docs, batch_size=batch_size)) if hasattr(component, "pipe") else [component(d) for d in docs]
         parts.append((f"spacy {name}", time.process_time() - started))
     started = time.process_time()
     trees = [from_spacy(doc, text) for doc, text in zip(docs, texts)]
@@ -59,6 +66,17 @@ def profile(texts: list[str], batch_size: int) -> list[tuple[str, float]]:
         build_graph(tree)
     parts.append(("tir rules", time.process_time() - started))
     return [(name, seconds / len(texts)) for name, seconds in parts]
+
+
+def startup() -> tuple[float, float]:
+    """(CPU s, wall s) a fresh process spends importing and loading the spacy backend, as each worker does."""
+    code = ("import time; w, c = time.perf_counter(), time.process_time()\n"
+            "from tir.knowledge.graphs import get_backend; get_backend('spacy').parse_batch(['a man in a red shirt'])\n"
+            "print(time.process_time() - c, time.perf_counter() - w)")
+    root = str(Path(tir.__file__).resolve().parents[1])  # the same tir as this process
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
+    return float(out[-2]), float(out[-1])
 
 
 def stage_rate(texts: list[str], jobs: int, batch_size: int) -> float:
@@ -96,6 +114,8 @@ def main() -> None:
     print(f"where one process's CPU time goes ({args.profile_captions} captions, {1000 * total:.2f} ms per caption):")
     for name, seconds in split:
         print(f"  {name:26} {1000 * seconds:6.2f} ms {100 * seconds / total:5.1f}%")
+    cpu, wall = startup()
+    print(f"start-up of one process (imports, model load, first caption): {cpu:.2f} s CPU, {wall:.2f} s wall")
     rows = [("spacy, stage, --jobs 1", len(texts), stage_rate(texts, 1, args.batch_size))]
     if args.jobs > 1:
         rows.append((f"spacy, stage, --jobs {args.jobs}", len(texts), stage_rate(texts, args.jobs, args.batch_size)))
