@@ -165,8 +165,12 @@ class SpacyBackend:
         return {"backend": "spacy", "rules": RULES_VERSION, "model": choose_model(model), "max_words": max_words}
 
     def __init__(self, model: str | None = None, batch_size: int = 128, max_words: int = MAX_WORDS) -> None:
+        from threadpoolctl import ThreadpoolController
+
         self.nlp = load_spacy(model)
         import spacy  # after load_spacy, which imports it without torch
+
+        self._blas = ThreadpoolController()  # found once (milliseconds); limiting it per batch is then cheap
         self.model = self.nlp.meta.get("name", "model")
         self.batch_size = batch_size
         self.max_words = max_words
@@ -174,11 +178,9 @@ class SpacyBackend:
 
     def parse_batch(self, captions: Sequence[str]) -> list[Graph]:
         """One graph per caption, in order (empty captions give empty graphs)."""
-        from threadpoolctl import threadpool_limits
-
         cut = [parse_prefix(c or "", self.max_words) for c in captions]
         graphs = []
-        with threadpool_limits(1, user_api="blas"):  # one thread per process: more are slower; --jobs parallelises
+        with self._blas.limit(limits=1, user_api="blas"):  # one thread per process: more are slower; --jobs parallelises
             docs = self.nlp.pipe((parse_text(t) for t, _ in cut), batch_size=self.batch_size)
             for (text, truncated), doc in zip(cut, docs):
                 graph = build_graph(from_spacy(doc, text)) if text.strip() else Graph()
