@@ -94,3 +94,12 @@ def test_install_refuses_ruler_setting_lexeme_attributes() -> None:
     nlp = spacy.load(choose_model(None), exclude=["ner"])
     nlp.get_pipe(cached_attributes.RULER).add([[{"LOWER": "tee"}]], {"NORM": "t-shirt"})
     assert not cached_attributes.install(nlp)
+
+
+def test_cached_lemmas_survive_a_memory_zone() -> None:
+    """Lemmas first seen inside nlp.memory_zone() (transient strings there) are still readable from the cache after."""
+    nlp = load_spacy(None)
+    with nlp.memory_zone():
+        list(nlp.pipe(["the man is waering a balck jakcet"]))
+    doc = nlp("the man is waering a balck jakcet")
+    assert [t.lemma_ for t in doc] == [t.lemma_ for t in reference_pipeline()("the man is waering a balck jakcet")]

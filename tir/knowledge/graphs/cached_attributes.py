@@ -46,7 +46,8 @@ class CachedAttributes:
 
         keys = [tuple(row) for row in doc.to_array(self.key_attrs).tolist()]
         missing = list(dict.fromkeys(key for key in keys if key not in self.cache))
-        if missing and len(self.cache) < MAX_ENTRIES:
+        # inside nlp.memory_zone() new strings (lemmas) are freed at its end: nothing is learned there
+        if missing and len(self.cache) < MAX_ENTRIES and not doc.vocab.in_memory_zone:
             self._learn(missing)
         values = [self.cache.get(key) for key in keys]
         if None in values or not self.starts.isdisjoint(keys) and self.multi_token(doc):
