@@ -4,7 +4,8 @@ spacy: the whole `tir parse-graphs` stage (manifest -> graphs.parquet, start-up 
 and --jobs N; sng: SceneGraphParser's one-caption-at-a-time loop (the anchor). Captions are real-style
 and all distinct: run-ons of two to four clauses of the real-style gold set, lower case, 3% of longer
 words with two letters swapped. The profile splits one process's CPU time between spaCy's components,
-the conversion of its Doc to tir's tree, and tir's rules.
+the conversion of its Doc to tir's tree, and tir's rules, and times the start-up of a fresh process (imports and
+model load), which every worker of the stage pays once.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import argparse
 import json
 import os
 import random
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
+import tir
 from tir.knowledge.graphs import get_backend
 from tir.knowledge.graphs.rules import build_graph
 from tir.knowledge.graphs.spacy_backend import load_spacy
@@ -43,13 +49,15 @@ def captions(n: int, seed: int = 0) -> list[str]:
 
 
 def profile(texts: list[str], batch_size: int) -> list[tuple[str, float]]:
-    """CPU seconds per caption of each spaCy component, the Doc -> tree conversion and the rules."""
+    """CPU seconds per caption of each spaCy component, the Doc -> tree conversion and the rules (one BLAS
+    thread, as in the stage)."""
     nlp = load_spacy(None)
     docs = [nlp.make_doc(text) for text in texts]
     parts = []
     for name, component in nlp.pipeline:
         started = time.process_time()
-        docs = list(component.pipe(docs, batch_size=batch_size)) if hasattr(component, "pipe") else [component(d) for d in docs]
+        with threadpool_limits(1, user_api="blas"):
+            docs = list(component.pipe(docs, batch_size=batch_size)) if hasattr(component, "pipe") else [component(d) for d in docs]
         parts.append((f"spacy {name}", time.process_time() - started))
     started = time.process_time()
     trees = [from_spacy(doc, text) for doc, text in zip(docs, texts)]
@@ -61,25 +69,48 @@ def profile(texts: list[str], batch_size: int) -> list[tuple[str, float]]:
     return [(name, seconds / len(texts)) for name, seconds in parts]
 
 
-def stage_rate(texts: list[str], jobs: int, batch_size: int) -> float:
-    """Captions/s of `tir parse-graphs` end to end (model loading included) on a fresh manifest."""
+def startup() -> tuple[float, float]:
+    """(CPU s, wall s) a fresh process spends importing and loading the spacy backend, as each worker does."""
+    code = ("import time; w, c = time.perf_counter(), time.process_time()\n"
+            "from tir.knowledge.graphs import get_backend; get_backend('spacy').parse_batch(['a man in a red shirt'])\n"
+            "print(time.process_time() - c, time.perf_counter() - w)")
+    root = str(Path(tir.__file__).resolve().parents[1])  # the same tir as this process
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
+    return float(out[-2]), float(out[-1])
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def stage_rate(texts: list[str], jobs: int, batch_size: int) -> tuple[float, float]:
+    """Captions per wall second and per CPU second (its workers included) of `tir parse-graphs` end to end
+    (model loading included) on a fresh manifest."""
+    from joblib.externals.loky import get_reusable_executor
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "CUHK-PEDES"
         table = pa.table({"pair_index": pa.array(range(len(texts)), pa.int64()),
                           "split": pa.array(["train"] * len(texts)).dictionary_encode(), "caption": texts})
         store.write_table(table, folder / "manifest.parquet", stage="prepare", options={}, inputs={})
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds()
         parse_graphs(folder, backend_options={"batch_size": batch_size}, jobs=jobs)
-        return len(texts) / (time.perf_counter() - started)
+        wall = time.perf_counter() - started
+        get_reusable_executor().shutdown(wait=True)  # ends the workers, so that their CPU time is counted
+        return len(texts) / wall, len(texts) / (cpu_seconds() - cpu)
 
 
-def sng_rate(texts: list[str]) -> float:
-    """Captions/s of SceneGraphParser parsing one caption at a time (model loading excluded)."""
+def sng_rate(texts: list[str]) -> tuple[float, float]:
+    """Captions per wall and per CPU second of SceneGraphParser parsing one caption at a time (model loading
+    excluded)."""
     backend = get_backend("sng")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for text in texts:
         backend.parse_one(text)
-    return len(texts) / (time.perf_counter() - started)
+    return len(texts) / (time.perf_counter() - started), len(texts) / (time.process_time() - cpu)
 
 
 def main() -> None:
@@ -96,13 +127,17 @@ def main() -> None:
     print(f"where one process's CPU time goes ({args.profile_captions} captions, {1000 * total:.2f} ms per caption):")
     for name, seconds in split:
         print(f"  {name:26} {1000 * seconds:6.2f} ms {100 * seconds / total:5.1f}%")
-    rows = [("spacy, stage, --jobs 1", len(texts), stage_rate(texts, 1, args.batch_size))]
+    cpu, wall = startup()
+    print(f"start-up of one process (imports, model load, first caption): {cpu:.2f} s CPU, {wall:.2f} s wall")
+    rows = [("spacy, stage, --jobs 1", len(texts), *stage_rate(texts, 1, args.batch_size))]
     if args.jobs > 1:
-        rows.append((f"spacy, stage, --jobs {args.jobs}", len(texts), stage_rate(texts, args.jobs, args.batch_size)))
-    rows.append(("sng, one-at-a-time loop", args.sng_captions, sng_rate(texts[: args.sng_captions])))
-    print(f"{'backend':32} {'captions':>9} {'captions/s':>11} {'x sng':>7}")
-    for name, n, rate in rows:
-        print(f"{name:32} {n:9d} {rate:11.1f} {rate / rows[-1][2]:7.1f}")
+        rows.append((f"spacy, stage, --jobs {args.jobs}", len(texts), *stage_rate(texts, args.jobs, args.batch_size)))
+    rows.append(("sng, one-at-a-time loop", args.sng_captions, *sng_rate(texts[: args.sng_captions])))
+    print("captions/s: per wall second; per CPU s: per CPU second of all the run's processes (a loaded machine slows")
+    print("the first, hardly the second; on N idle cores the first can reach at most N times the second)")
+    print(f"{'backend':32} {'captions':>9} {'captions/s':>11} {'per CPU s':>10} {'x sng':>7}")
+    for name, n, rate, cpu_rate in rows:
+        print(f"{name:32} {n:9d} {rate:11.1f} {cpu_rate:10.1f} {rate / rows[-1][2]:7.1f}")
 
 
 if __name__ == "__main__":

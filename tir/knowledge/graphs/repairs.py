@@ -430,13 +430,15 @@ def _rebuild_run(toks: list[Tok], run: list[_Phrase]) -> None:
 
 def _break_cycles(toks: list[Tok], span: range) -> None:
     """After a rebuild, a token outside ``span`` that heads the run and hangs from it again becomes the root."""
+    rooted: set[int] = set()  # tokens known to reach a root (breaking a cycle never changes that)
     for tok in toks:
         seen = set()
         cur = tok
-        while cur.head != cur.i and cur.i not in seen:
+        while cur.head != cur.i and cur.i not in seen and cur.i not in rooted:
             seen.add(cur.i)
             cur = toks[cur.head]
-        if cur.head != cur.i:  # a cycle through cur
+        rooted |= seen
+        if cur.head != cur.i and cur.i in seen:  # a cycle through cur
             cycle = [cur]
             nxt = toks[cur.head]
             while nxt.i != cur.i:

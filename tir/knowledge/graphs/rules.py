@@ -195,9 +195,10 @@ class _Rules:
     # ------------------------------------------------------------------ objects
     def find_objects(self) -> None:
         toks, b = self.toks, self.b
-        has_person = any(_is_person_word(t) or _is_person_pronoun(t) for t in toks)
-        candidates = [t for t in toks if _is_object_token(toks, t) and not _is_person_word(t)]
-        if not has_person and candidates:
+        person_word = [_is_person_word(t) for t in toks]
+        thing = [_is_object_token(toks, t) for t in toks]  # each token judged once: the rules read it twice
+        has_person = any(person_word) or any(_is_person_pronoun(t) for t in toks)
+        if not has_person and any(o and not p for o, p in zip(thing, person_word)):
             b.person = b.add_object("", "person", 0, 0)
         for tok in toks:
             if _is_person_pronoun(tok):
@@ -205,9 +206,9 @@ class _Rules:
                     b.person = b.add_object(tok.text, PERSON_PRONOUNS[tok.lower], tok.start, tok.end)
                 if tok.lower not in ("who", "whom") or toks[tok.head].dep != "relcl":
                     b.mention[tok.i] = b.person
-            elif _is_person_word(tok) and tok.dep not in ("compound", COMPARISON_DEP):
+            elif person_word[tok.i] and tok.dep not in ("compound", COMPARISON_DEP):
                 self._person_mention(tok)
-            elif _is_object_token(toks, tok):
+            elif thing[tok.i]:
                 self._thing_mention(tok)
 
     def _person_mention(self, tok: Tok) -> None:

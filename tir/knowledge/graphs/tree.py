@@ -49,11 +49,17 @@ def from_spacy(doc, text: str | None = None) -> list[Tok]:
     ``text``: the caption as written when the Doc was parsed from a same-length variant (lower-cased capitals);
     token texts are taken from it.
     """
+    from spacy.attrs import DEP, HEAD, IDX, LEMMA, LENGTH, POS, TAG
+
+    if not len(doc):
+        return []
     source = doc.text if text is None else text
-    offsets = doc.to_array("HEAD").astype("int64").tolist() if len(doc) else []  # head - i, without a Token per head
+    strings = doc.vocab.strings
+    offsets = doc.to_array(HEAD).astype("int64").tolist()  # head - i; read as arrays: no spaCy Token objects
+    rows = doc.to_array([LEMMA, POS, TAG, DEP, IDX, LENGTH]).tolist()
     toks = [
-        Tok(t.i, source[t.idx : t.idx + len(t.text)], t.lemma_, t.pos_, t.tag_, t.dep_, t.i + offsets[t.i], t.idx,
-            t.idx + len(t.text))
-        for t in doc
+        Tok(i, source[start : start + length], strings[lemma], strings[pos], strings[tag], strings[dep], i + offsets[i],
+            start, start + length)
+        for i, (lemma, pos, tag, dep, start, length) in enumerate(rows)
     ]
     return link_children(toks)
