@@ -48,6 +48,12 @@ def test_search_ranking_equals_eval_ranking(manifests: Path, tmp_path: Path, met
     for _, query in per_query.head(4).iterrows():  # one sentence at a time, as a user searches
         alone = searcher.search([query["caption"]], k=10, graphs=False)[0]
         assert [hit.image_path for hit in alone.hits] == list(query["top10_paths"])
+    # with the int8 first pass (as `tir serve` on a large index), for every method that allows it
+    compact = Searcher.open(run, run / "index-manifests-test.parquet", torch.device("cpu"), compact_min_rows=0)
+    assert (compact.compact is not None) == bool(METHODS[method].similarity_terms and not METHODS[method].reranks)
+    for top in (2, 10):
+        for (_, query), result in zip(per_query.iterrows(), compact.search(per_query["caption"].tolist(), top, graphs=False)):
+            assert [hit.image_path for hit in result.hits] == list(query["top10_paths"])[:top]
 
 
 def test_search_order_keeps_gallery_order_on_ties() -> None:

@@ -19,6 +19,7 @@ import torch
 
 from tir.errors import UserError
 from tir.pipeline import store
+from tir.search.compact import CompactIndex, finite
 from tir.search.index import GalleryIndex, load_index
 from tir.training.methods.base import Features, Method
 from tir.training.metrics import top_indices
@@ -27,6 +28,7 @@ from tir.training.rerank import reranked_similarity
 MAX_SENTENCE_CHARS = 1000
 MAX_TOP = 100
 DEFAULT_RERANK_K = 128  # as `tir eval --rerank-k`: a re-ranking method (cfack) re-scores each sentence's top 128
+COMPACT_MIN_ROWS = 20_000  # from this gallery size on, `tir serve` keeps an int8 copy for a first pass
 
 
 @dataclass
@@ -80,7 +82,10 @@ class Searcher:
     """A run's method and an index built from the same checkpoint, ready to rank sentences."""
 
     def __init__(self, method: Method, config: dict[str, Any], index: GalleryIndex, device: torch.device,
-                 rerank_k: int = DEFAULT_RERANK_K) -> None:
+                 rerank_k: int = DEFAULT_RERANK_K, compact_min_rows: int | None = None) -> None:
+        """``compact_min_rows``: keep an int8 copy of the index for a first pass when it has at least this
+        many images (None: never), on CPU for a method declaring ``similarity_terms`` that does not re-rank;
+        the top k stays exactly the float32 scan's (tir.search.compact)."""
         from tir.training.build import tokenizer_for
         from tir.training.data import make_tokenize
 
@@ -88,9 +93,14 @@ class Searcher:
         self.rerank_k = rerank_k if method.reranks else 0
         self.tokenize = make_tokenize(tokenizer_for(config), int(config["text_length"]))
         self.image_features: Features = {name: value.to(device) for name, value in index.features.items()}
+        self.compact: CompactIndex | None = None
+        if (compact_min_rows is not None and len(index) >= compact_min_rows and device.type == "cpu"
+                and not self.rerank_k and method.similarity_terms):
+            self.compact = CompactIndex.build(self.image_features, method.similarity_terms)
 
     @classmethod
-    def open(cls, run: Path, index_path: Path, device: torch.device, rerank_k: int = DEFAULT_RERANK_K) -> "Searcher":
+    def open(cls, run: Path, index_path: Path, device: torch.device, rerank_k: int = DEFAULT_RERANK_K,
+             compact_min_rows: int | None = None) -> "Searcher":
         """Load the run's checkpoint and the index; refuse an index built from another checkpoint."""
         from tir.training.checkpoint import checkpoint_path, load_method
 
@@ -100,7 +110,7 @@ class Searcher:
         if recorded is None or not store.fingerprint_matches(recorded, checkpoint):
             raise UserError(f"was built from another checkpoint than {checkpoint}; run `tir index {run}`", path=index_path)
         method, config, _ = load_method(checkpoint, device)
-        return cls(method, config, index, device, rerank_k)
+        return cls(method, config, index, device, rerank_k, compact_min_rows)
 
     @torch.no_grad()
     def encode(self, sentences: list[str]) -> Features:
@@ -123,6 +133,9 @@ class Searcher:
 
     def top(self, text: Features, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(similarity, gallery positions) of the top ``k`` per encoded sentence, in evaluation's order."""
+        if self.compact is not None and finite(text) and torch.get_float32_matmul_precision() == "highest":
+            with torch.no_grad():
+                return self.compact.top(self.method.similarity, text, self.image_features, k)
         similarity, ordering = self.scores(text)
         positions = top_indices(ordering, k)  # evaluation's order: descending, ties in gallery order
         return similarity.gather(1, positions).cpu(), positions.cpu()

@@ -66,6 +66,10 @@ class Method(nn.Module, abc.ABC):
     uses_mask_plans: ClassVar[bool | None] = None
     reranks: ClassVar[bool] = False
     """Whether ``rerank`` re-scores a query's top candidates at test time (``tir eval --rerank-k``)."""
+    similarity_terms: ClassVar[dict[str, float] | None] = None
+    """{feature name: weight} when ``similarity`` is the sum of weight x text[name] @ image[name].T over these
+    features (and nothing else): `tir serve` and `tir search` may then rank a large index with an int8 first
+    pass whose top k is provably the exact one (tir.search.compact). None: always the float32 scan."""
     rerank_only_features: ClassVar[frozenset[str]] = frozenset()
     """Feature names that only ``rerank`` reads: evaluation drops them when it does not re-rank."""
     weight_file_options: ClassVar[frozenset[str]] = frozenset()

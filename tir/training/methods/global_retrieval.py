@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -14,6 +16,7 @@ class GlobalRetrieval:
     """Mixin for methods that rank by cosine similarity of the backbone's global features."""
 
     backbone: Backbone
+    similarity_terms: ClassVar[dict[str, float] | None] = {"global": 1.0}
 
     def encode_image(self, images: torch.Tensor) -> Features:
         return {"global": F.normalize(self.backbone.encode_image(images)["global"].float(), dim=-1)}
@@ -30,6 +33,7 @@ class GlobalAndSelectedRetrieval:
     token) and token-selection embeddings (``image_select`` / ``text_select``), as RDE and HKGR do."""
 
     backbone: Backbone
+    similarity_terms: ClassVar[dict[str, float] | None] = {"global": 0.5, "selected": 0.5}
     image_select: TokenSelectionEmbedding
     text_select: TokenSelectionEmbedding
 

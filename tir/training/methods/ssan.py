@@ -42,6 +42,7 @@ class Ssan(Method):
     ``id_weight`` / ``ranking_weight`` 1.0."""
 
     name = "ssan"
+    similarity_terms = {level: 1.0 for level in LEVELS}
 
     def __init__(
         self,
