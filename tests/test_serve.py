@@ -27,7 +27,8 @@ from tir.search.searcher import Searcher
 IN_CI = bool(os.environ.get("CI"))  # in CI (.ci/run) a missing extra or browser is a failure, not a skip
 if not IN_CI:
     pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'tir[serve]'")
-from tir.search.server import make_server  # noqa: E402
+from tir.errors import UserError  # noqa: E402
+from tir.search.server import BatchedSearches, make_server  # noqa: E402
 
 torch.set_num_threads(1)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -86,6 +87,31 @@ def test_api_page_and_bounds(searcher: Searcher) -> None:
         status, page = get(port, "/?q=" + quote("a woman in a red shirt") + "&k=4")
         assert status == 200 and page.count(b"<figure>") == 4 and b"Scene graph" in page and b"http" not in page
         assert get(port, "/")[0] == 200
+
+
+def test_concurrent_requests_are_searched_in_one_batch(searcher: Searcher) -> None:
+    searches = BatchedSearches(searcher, start=False)
+    asked = {"a man wearing a green jacket": 1, "a woman in a red shirt": 3, "someone carrying a bag": 2}
+    answers: dict[str, object] = {}
+    threads = [threading.Thread(target=lambda s=s, k=k: answers.__setitem__(s, searches.search(s, k))) for s, k in asked.items()]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while searches.pending.qsize() < len(asked):
+        assert time.monotonic() < deadline, "the requests were not queued"
+        time.sleep(0.01)
+    searches.start()
+    for thread in threads:
+        thread.join(60)
+    assert searches.batch_sizes == [3]  # one text batch and one gallery pass for the three requests
+    for sentence, k in asked.items():
+        alone = searcher.search([sentence], k)[0]
+        together = answers[sentence]
+        assert [h.image_path for h in together.hits] == [h.image_path for h in alone.hits] and len(together.hits) == k
+        assert together.graph == alone.graph
+        assert [(w["word"], pytest.approx(w["weight"])) for w in together.attended] == [(w["word"], w["weight"]) for w in alone.attended]
+    with pytest.raises(UserError):
+        searches.search(" ", 3)
 
 
 def test_images_only_from_the_gallery(searcher: Searcher) -> None:

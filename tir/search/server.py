@@ -2,19 +2,25 @@
 
 Routes: ``/`` (the page; ``?q=...&k=...`` shows results), ``/api/search?q=...&k=...`` (JSON), and
 ``/image/<path>``, which serves only image paths listed in the index, from the index's gallery folder.
-Sentences are at most MAX_SENTENCE_CHARS characters and k at most MAX_TOP.
+Sentences are at most MAX_SENTENCE_CHARS characters and k at most MAX_TOP. Requests that arrive while
+a search runs wait and then go together (``BatchedSearches``): one text-encoder batch and one pass over
+the gallery for all of them.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from tir.errors import UserError
 from tir.search.page import render_page
-from tir.search.searcher import MAX_SENTENCE_CHARS, MAX_TOP, Searcher
+from tir.search.searcher import MAX_SENTENCE_CHARS, MAX_TOP, Searcher, SearchResult, check_query
+
+MAX_BATCH = 32  # sentences searched together at most
 
 
 def require_fastapi() -> None:
@@ -35,6 +41,47 @@ def gallery_file(root: Path, allowed: frozenset[str], path: str) -> Path | None:
     return file if file.is_relative_to(root) and file.is_file() else None
 
 
+class BatchedSearches:
+    """One worker thread owns the searcher; ``search`` queues a sentence and waits for its result. The worker
+    takes every queued sentence (up to ``max_batch``) into one ``Searcher.search`` call at the largest k asked
+    and gives each its own top k (a prefix: evaluation's order is total)."""
+
+    def __init__(self, searcher: Searcher, max_batch: int = MAX_BATCH, start: bool = True) -> None:
+        self.searcher, self.max_batch = searcher, max_batch
+        self.pending: queue.Queue[tuple[str, int, Future]] = queue.Queue()
+        self.batch_sizes: list[int] = []
+        self.worker = threading.Thread(target=self._work, name="tir-search", daemon=True)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the worker (a test may queue requests first to see them batched)."""
+        self.worker.start()
+
+    def search(self, sentence: str, k: int) -> SearchResult:
+        """The top ``k`` of one sentence, searched together with whatever else is queued."""
+        check_query([sentence], k)
+        done: Future = Future()
+        self.pending.put((sentence, k, done))
+        return done.result()
+
+    def _work(self) -> None:
+        while True:
+            batch = [self.pending.get()]
+            while len(batch) < self.max_batch and not self.pending.empty():
+                batch.append(self.pending.get_nowait())
+            self.batch_sizes.append(len(batch))
+            try:
+                results = self.searcher.search([sentence for sentence, _, _ in batch], max(k for _, k, _ in batch))
+            except Exception as error:  # noqa: BLE001 - handed to every waiting request
+                for _, _, done in batch:
+                    done.set_exception(error)
+                continue
+            for (_, k, done), result in zip(batch, results):
+                result.hits = result.hits[:k]
+                done.set_result(result)
+
+
 def create_app(searcher: Searcher, title: str):
     """The FastAPI application serving ``searcher``."""
     from fastapi import FastAPI, HTTPException, Query
@@ -42,12 +89,11 @@ def create_app(searcher: Searcher, title: str):
 
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
     allowed = frozenset(searcher.index.image_paths)
-    lock = threading.Lock()  # one search at a time: the model is not shared across threads
+    searches = BatchedSearches(searcher)  # its thread alone uses the model
 
     def run(q: str, k: int) -> list:
         try:
-            with lock:
-                return searcher.search([q], k)
+            return [searches.search(q, k)]
         except UserError as error:
             raise HTTPException(status_code=400, detail=str(error)) from None
 
