@@ -149,16 +149,16 @@ class CompactIndex:
 
     def bounds(self, text: Features) -> tuple[torch.Tensor, torch.Tensor]:
         """(compact scores c [S, N], bound e [S, 1]) for encoded sentences: every row's exact score
-        (float32, any summation order) is within c +- e."""
+        (float32, any summation order) is within c +- e. Each term's weight goes into its queries (w q)."""
         compact, bound, scale = None, torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
         for term in self.terms:
-            queries = text[term.name].reshape(len(text[term.name]), -1).float()
-            scores, grid = compact_scores(term, queries)
-            query_norm = queries.double().norm(dim=1)
-            grid_error = (queries.double() - grid).norm(dim=1) + GEMM_ROUNDING * grid.norm(dim=1)
-            bound = bound + abs(term.weight) * (grid_error * term.compact_norm + query_norm * term.exact_slack)
-            scale = scale + abs(term.weight) * (query_norm + grid_error) * term.largest
-            compact = scores.mul_(term.weight) if compact is None else compact.add_(scores, alpha=term.weight)
+            queries = text[term.name].reshape(len(text[term.name]), -1).double() * term.weight
+            scores, grid = compact_scores(term, queries.float())
+            query_norm = queries.norm(dim=1)
+            grid_error = (queries - grid).norm(dim=1) + GEMM_ROUNDING * grid.norm(dim=1)
+            bound = bound + grid_error * term.compact_norm + query_norm * term.exact_slack
+            scale = scale + (query_norm + grid_error) * term.largest
+            compact = scores if compact is None else compact.add_(scores)
         assert compact is not None
         return compact, _round_up(bound * (1 + 2.0 ** -16) + SUM_SLACK * scale)[:, None]
 
@@ -167,7 +167,8 @@ class CompactIndex:
         those with c + e >= the k-th largest c - e."""
         compact, bound = self.bounds(text)
         kth = torch.topk(compact, min(k, compact.shape[1]), dim=1).values[:, -1:]
-        return (compact >= kth - 2 * bound).any(dim=0).nonzero().squeeze(1)
+        reach = compact >= kth - 2 * bound
+        return (reach[0] if len(reach) == 1 else reach.any(dim=0)).nonzero().squeeze(1)
 
     def top(self, similarity: Callable[[Features, Features], torch.Tensor], text: Features, image: Features,
             k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,7 +179,7 @@ class CompactIndex:
         for start in range(0, count, QUERIES_PER_PASS):
             chunk = {name: value[start:start + QUERIES_PER_PASS] for name, value in text.items()}
             rows = self.candidates(chunk, k)
-            exact = similarity(chunk, {name: value[rows] for name, value in image.items()})
+            exact = similarity(chunk, {name: value.index_select(0, rows) for name, value in image.items()})
             local = top_indices(exact, k)
             values.append(exact.gather(1, local))
             positions.append(rows[local])
