@@ -7,9 +7,10 @@ GEMM computes q~ . x~ exactly in int32 and only rounds when scaling the sum to f
 roundings, 2^-21 relative). With the float32 dot product's own rounding (gamma_D = D u / (1 - D u),
 u = 2^-24, any summation order), every row's exact score lies within
 
-    e = sum_t |w_t| (||q - q~|| ||x~|| + 2^-21 ||q~|| ||x~|| + ||q|| ||x - x~|| + gamma_D ||q|| ||x||)
+    e = sum_t (||wq - (wq)~|| ||x~|| + 2^-21 ||(wq)~|| ||x~|| + ||wq|| (||x - x~|| + gamma_D ||x||))
 
-of its compact score c, plus a small absolute term for the float32 sums. So with T the k-th largest
+of its compact score c (each term's weight w goes into its query; the row norms are the largest over the
+gallery, so e is one number per sentence), plus a small absolute term for the float32 sums. So with T the k-th largest
 c - e, every row whose exact score can reach the k-th best has c + e >= T; those candidates (sorted by
 gallery position, so ties keep gallery order) are re-scored by the method's own ``similarity`` in
 float32 and ranked as evaluation ranks (``top_indices``). Rows left out score provably below the k-th.
@@ -35,7 +36,7 @@ from tir.training.metrics import top_indices
 UNIT = 2.0 ** -24  # float32 unit roundoff
 GEMM_ROUNDING = 2.0 ** -21  # int32 sum -> float32 and two scale products, relative to |q~ . x~|
 SUM_SLACK = 2.0 ** -18  # float32 sums of terms and bounds, relative to sum_t |w_t| ||q_t|| max ||x_t||
-ROWS_PER_BLOCK = 8192  # rows quantised at a time when building (bounds the float64 temporaries)
+ROWS_PER_BLOCK = 8192  # rows quantised at a time when building (bounds the temporaries)
 QUERIES_PER_PASS = 64  # sentences scored together (bounds the [sentences, gallery] temporaries)
 
 
