@@ -42,6 +42,16 @@ def test_plain_columns_have_no_dictionary_no_statistics_and_snappy(tmp_path):
     assert pq.read_table(out).replace_schema_metadata(None).equals(table)
 
 
+def test_only_the_dictionary_columns_get_a_dictionary(tmp_path):
+    table = pa.table({"row": pa.array(range(500), pa.int64()), "split": pa.array(["train", "test"] * 250), "text": pa.array(["a b"] * 500)})
+    out = store.write_table(table, tmp_path / "a.parquet", stage="prepare", options={}, inputs={},
+                            plain_columns=("text",), dictionary_columns=("split", "text"))
+    row, split, text = (pq.ParquetFile(out).metadata.row_group(0).column(k) for k in range(3))
+    assert split.has_dictionary_page and not row.has_dictionary_page and not text.has_dictionary_page
+    assert row.statistics.has_min_max and (row.compression, text.compression) == ("ZSTD", "SNAPPY")
+    assert pq.read_table(out).replace_schema_metadata(None).equals(table)
+
+
 def test_atomic_write_leaves_target_untouched_on_failure(tmp_path):
     target = tmp_path / "t.txt"
     target.write_text("old")

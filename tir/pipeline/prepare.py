@@ -65,6 +65,8 @@ REJECTS_SCHEMA = pa.schema(
         ("raw_json", pa.string()),  # the record's exact JSON text
     ]
 )
+# the manifest columns of few distinct values, written with a Parquet dictionary (the others hold mostly distinct values)
+DICTIONARY_COLUMNS = ("split", "caption_index", "width", "height")
 # reason code -> meaning (README and tests use this list)
 REASONS: dict[str, str] = {
     "not_a_record": "the list element is not a JSON object",
@@ -111,7 +113,7 @@ class _Parsed:
     raw_index: list[int] = field(default_factory=list)
     split: list[str] = field(default_factory=list)
     raw_id: list[int] = field(default_factory=list)
-    path: list[str] = field(default_factory=list)
+    path: list[str] | pa.Array = field(default_factory=list)  # an Arrow array from _read_columns
     n_captions: list[int] = field(default_factory=list)
     spans: list[tuple[int, int] | None] = field(default_factory=list)  # each record's JSON text, when known
     caption_index: list[int] | pa.Array = field(default_factory=list)  # an Arrow array from _read_columns
@@ -298,7 +300,7 @@ def _read_columns(spec: DatasetSpec, columns: RecordColumns) -> _Parsed:
     counts = np.fromiter(map(len, columns.captions), np.int64, records)
     parsed.captions_total = int(counts.sum())
     split = _split_names(spec, columns.split, parsed.unknown_splits)
-    image, problems = _clean_paths(columns.image)
+    image, image_column, problems = _clean_paths(columns.image)
     usable = np.ones(records, bool)
     for index, problem in problems.items():
         parsed.reject(index, None, split[index], "bad_path", f"record {index}: {problem}", int(counts[index]), None)
@@ -335,11 +337,11 @@ def _read_columns(spec: DatasetSpec, columns: RecordColumns) -> _Parsed:
     kept = np.flatnonzero(kept_counts).tolist()
     parsed.raw_index = kept
     if len(kept) == records:  # the common case: every record keeps a caption
-        parsed.split, parsed.raw_id, parsed.path = split, columns.raw_id, image
+        parsed.split, parsed.raw_id, parsed.path = split, columns.raw_id, image_column
     else:
         parsed.split = [split[index] for index in kept]
         parsed.raw_id = [columns.raw_id[index] for index in kept]
-        parsed.path = [image[index] for index in kept]
+        parsed.path = image_column.take(pa.array(kept, pa.int64()))
     parsed.n_captions = kept_counts[kept].tolist()
     parsed.spans = [None] * len(kept)
     parsed.caption_index = pa.array(position.astype(np.int16))
@@ -356,18 +358,20 @@ def _split_names(spec: DatasetSpec, values: list[str], unknown: Counter) -> list
     return [value if value in known else spec.fallback_split for value in values]
 
 
-def _clean_paths(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
-    """``_clean_path`` of every value (None where refused) and the problem of each refused one, by position."""
-    unusual = np.flatnonzero(pc.match_substring_regex(pa.array(values, pa.string()), _UNUSUAL_PATH).to_numpy(zero_copy_only=False))
+def _clean_paths(values: list[str]) -> tuple[list[str | None], pa.Array, dict[int, str]]:
+    """``_clean_path`` of every value (None where refused), as a list and as an Arrow array, and the
+    problem of each refused one, by position."""
+    column = pa.array(values, pa.string())
+    unusual = np.flatnonzero(pc.match_substring_regex(column, _UNUSUAL_PATH).to_numpy(zero_copy_only=False))
     if not len(unusual):
-        return values, {}
+        return values, column, {}
     paths: list[str | None] = list(values)
     problems = {}
     for index in unusual.tolist():
         paths[index], problem = _clean_path(values[index])
         if paths[index] is None:
             problems[index] = problem
-    return paths, problems
+    return paths, pa.array(paths, pa.string()), problems
 
 
 def _repeated_images(paths: list[str | None], usable: np.ndarray) -> list[tuple[int, int]]:
@@ -377,9 +381,9 @@ def _repeated_images(paths: list[str | None], usable: np.ndarray) -> list[tuple[
     else:
         indices = np.flatnonzero(usable).tolist()
         candidates = [paths[index] for index in indices]
-    first = dict(zip(reversed(candidates), reversed(indices)))  # the earliest record of each path wins
-    if len(first) == len(indices):
+    if len(set(candidates)) == len(indices):  # the common case; a set is built in a quarter of a dict's time
         return []
+    first = dict(zip(reversed(candidates), reversed(indices)))  # the earliest record of each path wins
     return [(index, first[path]) for path, index in zip(candidates, indices) if first[path] != index]
 
 
@@ -444,14 +448,15 @@ def _fill_raw_json(parsed: _Parsed, data: str | memoryview) -> None:
 # ----------------------------------------------------------------------------- images
 def _check_images(parsed: _Parsed, image_root: Path, jobs: int) -> list[tuple[int, int] | None]:
     """Image sizes for the kept records; records whose image is missing or unreadable are rejected (None)."""
-    headers = read_headers([image_root / p for p in parsed.path], jobs=jobs)
+    paths = parsed.path.to_pylist() if isinstance(parsed.path, pa.Array) else parsed.path
+    headers = read_headers([image_root / p for p in paths], jobs=jobs)
     sizes: list[tuple[int, int] | None] = []
     for k, header in enumerate(headers):
         if header.problem is None:
             sizes.append((header.width, header.height))  # type: ignore[arg-type]
             continue
         index = parsed.raw_index[k]
-        message = f"record {index}: {header.detail}: {image_root.name}/{parsed.path[k]}"
+        message = f"record {index}: {header.detail}: {image_root.name}/{paths[k]}"
         parsed.reject(index, None, parsed.split[k], header.problem, message, parsed.n_captions[k], parsed.spans[k])
         sizes.append(None)
     return sizes
@@ -702,7 +707,7 @@ def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, 
     store.write_json_atomic(paths[2], stats)
     extra = {"stats": {"splits": counts, "raw": stats["raw"]}, "unit": unit}
     store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=recorded, extra=extra,
-                      plain_columns=("caption", "caption_raw"))
+                      plain_columns=("caption", "caption_raw"), dictionary_columns=DICTIONARY_COLUMNS)
     return PrepareResult(out_dir, *paths, stats=stats)
 
 
