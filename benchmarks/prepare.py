@@ -7,9 +7,12 @@ checks read real headers: every annotated path is a hard link to one of a few ti
 
 The anchor, measured in the same run, is the same stage with msgspec's fast readers (typed columns
 and named fields) switched off, so that every record goes through the standard library's exact
-reader (how prepare read every file before). Targets: without image checks at least 2x the anchor's captions per CPU second (CPU time,
-because wall time means little on a shared machine); peak memory under 3x the JSON size and not
-above the anchor's.
+reader (how prepare read every file before issue 17; the rest of the stage is today's code, so the
+anchor is slower than prepare was then). Issue 17's target is against the figure prepare had when the
+issue was filed, 98,600 captions/s wall without image checks: at least twice that, 197,200. That
+figure comes from another run, so the line printing it needs a quiet machine to mean anything; the
+ratios against the anchor (wall and per CPU second) tolerate some load. Memory targets: peak heap +
+Arrow under 3x the JSON size and not above the anchor's.
 
     python benchmarks/prepare.py [--repeat 3] [--jobs 2]
 """
@@ -35,6 +38,8 @@ from PIL import Image
 from tir.pipeline import prepare as prepare_module
 from tir.pipeline.datasets import get_spec
 from tir.pipeline.prepare import prepare_dataset
+
+ISSUE_RATE = 98_600  # captions/s, wall, without image checks: prepare when issue 17 was filed (its 2x target is against this)
 
 WORDS = ("a woman man young wearing white black blue red grey dark light long short sleeve shirt jacket coat "
          "jeans trousers skirt shoes sneakers boots bag backpack carrying holding hair ponytail glasses hat "
@@ -154,17 +159,21 @@ def main() -> None:
         print(f"{'reader':<9}{'checks':<7}{'jobs':>5}{'wall s':>8}{'CPU s':>7}{'captions/s':>12}{'per CPU s':>11}"
               f"{'heap MiB':>10}{'x JSON':>8}{'RSS MiB':>9}{'x JSON':>8}")
         rows = (("stdlib", False, 1, True), ("msgspec", False, 1, False), ("msgspec", True, 1, False), ("msgspec", True, args.jobs, False))
-        per_cpu = {}
+        per_cpu, per_wall = {}, {}
         for reader, check, jobs, anchor in rows:
             wall, cpu, kept = timed(root, root / "out", check, jobs, args.repeat, anchor)
             assert kept == captions, f"expected {captions} kept captions, got {kept}"
             heap = heap_peak(root, root / "out", check, jobs, anchor)
             rss = rss_growth(root, root / "out", check, jobs, anchor)
-            per_cpu[reader, check, jobs] = kept / cpu
+            per_cpu[reader, check, jobs], per_wall[reader, check, jobs] = kept / cpu, kept / wall
             print(f"{reader:<9}{'yes' if check else 'no':<7}{jobs:>5}{wall:>8.2f}{cpu:>7.2f}{kept / wall:>12,.0f}{kept / cpu:>11,.0f}"
                   f"{heap / 2**20:>10.1f}{heap / size:>8.2f}{rss / 2**20:>9.1f}{rss / size:>8.2f}")
-        ratio = per_cpu["msgspec", False, 1] / per_cpu["stdlib", False, 1]
-        print(f"without image checks: {ratio:.2f}x the anchor (standard-library reader) per CPU second; target >= 2x")
+        rate = per_wall["msgspec", False, 1]
+        wall_ratio = rate / per_wall["stdlib", False, 1]
+        cpu_ratio = per_cpu["msgspec", False, 1] / per_cpu["stdlib", False, 1]
+        print(f"without image checks: {rate:,.0f} captions/s = {rate / ISSUE_RATE:.2f}x the {ISSUE_RATE:,} captions/s of issue 17 "
+              f"(another run; target >= 2x = {2 * ISSUE_RATE:,}, on a quiet machine)")
+        print(f"against the anchor in this run (standard-library reader): {wall_ratio:.2f}x wall, {cpu_ratio:.2f}x per CPU second")
 
 
 if __name__ == "__main__":
