@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import threading
+import weakref
 from pathlib import Path
 
 import pyarrow as pa
@@ -159,3 +161,17 @@ def test_only_captions_that_can_change_are_normalised_in_python():
             assert all(not c.isascii() or not c.isprintable() for k, c in enumerate(captions) if k in flagged - changing)
         assert {k + 1 for k in prepare._needs_normalising(array.slice(1), 3).tolist()} >= {
             k for k, c in enumerate(captions) if k and " ".join(c.split()) != c}
+
+
+def test_decoded_records_are_freed_in_a_second_thread_while_the_body_runs():
+    class Record:
+        pass
+
+    parsed = prepare._Parsed(split=["train"], raw_id=[1])
+    parsed.decoded = Record()
+    alive = weakref.ref(parsed.decoded)
+    objects = parsed.release()
+    assert parsed.decoded is None and parsed.split == [] and parsed.raw_id == []
+    with prepare._freed_meanwhile(objects):
+        inside = threading.current_thread()
+    assert alive() is None and objects == [] and inside is threading.main_thread()
