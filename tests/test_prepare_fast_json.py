@@ -175,3 +175,11 @@ def test_decoded_records_are_freed_in_a_second_thread_while_the_body_runs():
     with prepare._freed_meanwhile(objects):
         inside = threading.current_thread()
     assert alive() is None and objects == [] and inside is threading.main_thread()
+
+
+def test_whitespace_shortcut_matches_split_and_join():
+    rng = random.Random(1)
+    alphabet = ["a", "b", " ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\u00a0", "\u3000", "\u2028", "\u00e9", "\x7f", "\x00"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        assert prepare._collapse_whitespace(text) == " ".join(text.split()), repr(text)

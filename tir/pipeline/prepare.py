@@ -424,6 +424,15 @@ def _needs_normalising(raw: pa.Array, block: int = 1 << 18) -> np.ndarray:
     return np.unique(np.concatenate(flagged))
 
 
+def _collapse_whitespace(text: str) -> str:
+    """``" ".join(text.split())``; a stripped text of printable ASCII without two spaces in a row
+    (a caption with a trailing newline, the common case) is already that, and is found without splitting."""
+    stripped = text.strip()
+    if stripped.isascii() and stripped.isprintable() and "  " not in stripped:
+        return stripped
+    return " ".join(text.split())
+
+
 def _normalise(raw: pa.Array | pa.ChunkedArray) -> tuple[pa.Array | pa.ChunkedArray, int, np.ndarray]:
     """``raw`` whitespace-normalised (``" ".join(c.split())``), how many non-empty captions that changed,
     and the positions of the captions it leaves empty.
@@ -434,7 +443,7 @@ def _normalise(raw: pa.Array | pa.ChunkedArray) -> tuple[pa.Array | pa.ChunkedAr
     for chunk in raw.chunks if isinstance(raw, pa.ChunkedArray) else [raw]:
         rows = _needs_normalising(chunk)
         before = chunk.take(pa.array(rows, pa.int64())).to_pylist()
-        after = [" ".join(text.split()) for text in before]
+        after = [_collapse_whitespace(text) for text in before]
         changed = [k for k, (old, new) in enumerate(zip(before, after)) if old != new and new]
         empty.append(rows[[k for k, new in enumerate(after) if not new]] + offset)
         if changed:
