@@ -3,6 +3,7 @@ reader gives, or step aside."""
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import shutil
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tir.pipeline import prepare
-from tir.pipeline.raw_json import MISSING, decode_columns, decode_fields, record_texts
+from tir.pipeline.raw_json import MISSING, decode_columns, decode_fields, gc_paused, record_texts
 
 RAW = Path(__file__).parent / "data" / "raw"
 GOOD = {"split": "train", "id": 1, "file_path": "cam_a/ok.png", "captions": ["A good caption."]}
@@ -183,3 +184,16 @@ def test_whitespace_shortcut_matches_split_and_join():
     for _ in range(20_000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
         assert prepare._collapse_whitespace(text) == " ".join(text.split()), repr(text)
+
+
+def test_gc_paused_restores_the_collector_as_it_was():
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError), gc_paused():
+        raise ValueError
+    assert gc.isenabled()

@@ -31,8 +31,8 @@ from tir.pipeline import layout, store
 from tir.pipeline.datasets import REGISTRY, SPLITS, DatasetSpec, get_spec
 from tir.pipeline.image_headers import read_headers
 from tir.pipeline.raw_csv import read_csv_as_json
-from tir.pipeline.raw_json import (MISSING, RecordColumns, annotation_content, decode_columns, decode_fields, iter_records, record_texts,
-                                   release_pages)
+from tir.pipeline.raw_json import (MISSING, RecordColumns, annotation_content, decode_columns, decode_fields, gc_paused, iter_records,
+                                   record_texts, release_pages)
 
 STAGE = "prepare"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -668,7 +668,7 @@ def prepare_dataset(
     root = dataset_root(spec, Path(root))
     source = find_annotations(spec, root, Path(annotations) if annotations is not None else None)
     out_dir = Path(out) if out is not None else layout.dataset_dir(spec.name)
-    with store.stage_lock(out_dir, STAGE):
+    with store.stage_lock(out_dir, STAGE), gc_paused():  # the decoded records are freed before collections resume
         store.remove_stale_temps(out_dir, OUTPUTS)
         return _prepare_locked(spec, root, source, out_dir, check_images, jobs, force)
 
