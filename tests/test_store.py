@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 
@@ -159,3 +160,10 @@ def test_files_get_the_umask_mode_not_0600(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_fingerprint_hash_is_the_contents_sha256(tmp_path):
+    for name, data in (("empty", b""), ("small", b"[1]"), ("blocks", bytes(range(256)) * 9000)):
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert store.fingerprint(path)["sha256"] == hashlib.sha256(data).hexdigest()
