@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tir.pipeline import prepare
-from tir.pipeline.raw_json import MISSING, decode_columns, decode_fields, gc_paused, record_texts
+from tir.pipeline.raw_json import MISSING, RecordColumns, decode_columns, decode_fields, gc_paused, record_texts
 
 RAW = Path(__file__).parent / "data" / "raw"
 GOOD = {"split": "train", "id": 1, "file_path": "cam_a/ok.png", "captions": ["A good caption."]}
@@ -168,14 +168,16 @@ def test_decoded_records_are_freed_in_a_second_thread_while_the_body_runs():
     class Record:
         pass
 
-    parsed = prepare._Parsed(split=["train"], raw_id=[1])
-    parsed.decoded = Record()
-    alive = weakref.ref(parsed.decoded)
-    objects = parsed.release()
-    assert parsed.decoded is None and parsed.split == [] and parsed.raw_id == []
-    with prepare._freed_meanwhile(objects):
+    records = [Record() for _ in range(10)]
+    alive = [weakref.ref(record) for record in records]
+    parsed = prepare._Parsed(split=["train"] * 10, raw_id=list(range(10)))
+    parsed.decoded = RecordColumns(image=records, raw_id=parsed.raw_id, split=parsed.split, captions=[["a"]] * 10)
+    del records
+    lists = parsed.release()
+    assert parsed.decoded is None and parsed.split == [] and parsed.raw_id == [] and len(lists) == 10
+    with prepare._freed_meanwhile(lists, piece=3):
         inside = threading.current_thread()
-    assert alive() is None and objects == [] and inside is threading.main_thread()
+    assert not any(ref() for ref in alive) and lists == [] and inside is threading.main_thread()
 
 
 def test_whitespace_shortcut_matches_split_and_join():

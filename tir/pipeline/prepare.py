@@ -13,6 +13,7 @@ import os
 import posixpath
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -127,12 +128,13 @@ class _Parsed:
     unknown_splits: Counter = field(default_factory=Counter)
     decoded: RecordColumns | None = None  # the decoder's Python objects, kept to be freed while the manifest is written
 
-    def release(self) -> list[Any]:
-        """Hand over the per-record Python objects (the decoded columns and the record lists), leaving empty lists."""
-        objects = [self.decoded, self.raw_index, self.split, self.raw_id, self.path, self.n_captions, self.spans]
+    def release(self) -> list[list[Any]]:
+        """Hand over the per-record Python lists (the decoded columns and the record lists), leaving empty ones."""
+        decoded = [] if self.decoded is None else [self.decoded.image, self.decoded.raw_id, self.decoded.split, self.decoded.captions]
+        lists = [*decoded, self.raw_index, self.split, self.raw_id, self.path, self.n_captions, self.spans]
         self.decoded = None
         self.raw_index, self.split, self.raw_id, self.path, self.n_captions, self.spans = [], [], [], [], [], []
-        return objects
+        return [items for items in lists if isinstance(items, list)]
 
     def reject(self, index: int, caption: int | None, split: str | None, reason: str, message: str, n: int,
                span: tuple[int, int] | None) -> None:
@@ -580,13 +582,22 @@ def _warnings(spec: DatasetSpec, parsed: _Parsed, counts: dict) -> list[str]:
 
 # ----------------------------------------------------------------------------- the stage
 @contextmanager
-def _freed_meanwhile(objects: list[Any]) -> Iterator[None]:
-    """Free ``objects`` (``objects`` holding the last references to them) in a second thread while the body runs.
+def _freed_meanwhile(lists: list[list[Any]], piece: int = 4096) -> Iterator[None]:
+    """Empty ``lists`` (holding the last references to their items) in a second thread while the body runs.
 
     Meant for a Parquet write, which releases the GIL: freeing the records a CUHK-PEDES-sized file
-    decodes into (about 300,000 Python objects) takes some 25 ms, which then overlap the write.
+    decodes into (about 300,000 Python objects) takes some 20 ms, which then overlap the write. Freeing
+    holds the GIL, so the thread frees ``piece`` items at a time and gives the GIL back in between:
+    emptied in one call, the thread held it from its start to the end, and the body waited that long.
     """
-    freer = threading.Thread(target=objects.clear, name="tir-prepare-free")
+    def free() -> None:
+        for items in lists:
+            while items:
+                del items[-piece:]
+                time.sleep(0)  # gives the GIL back
+        lists.clear()
+
+    freer = threading.Thread(target=free, name="tir-prepare-free")
     freer.start()
     try:
         yield
