@@ -3,9 +3,12 @@ reader gives, or step aside."""
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import shutil
+import threading
+import weakref
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tir.pipeline import prepare
-from tir.pipeline.raw_json import MISSING, decode_columns, decode_fields, record_texts
+from tir.pipeline.raw_json import MISSING, RecordColumns, decode_columns, decode_fields, gc_paused, record_texts
 
 RAW = Path(__file__).parent / "data" / "raw"
 GOOD = {"split": "train", "id": 1, "file_path": "cam_a/ok.png", "captions": ["A good caption."]}
@@ -159,3 +162,40 @@ def test_only_captions_that_can_change_are_normalised_in_python():
             assert all(not c.isascii() or not c.isprintable() for k, c in enumerate(captions) if k in flagged - changing)
         assert {k + 1 for k in prepare._needs_normalising(array.slice(1), 3).tolist()} >= {
             k for k, c in enumerate(captions) if k and " ".join(c.split()) != c}
+
+
+def test_decoded_records_are_freed_in_a_second_thread_while_the_body_runs():
+    class Record:
+        pass
+
+    records = [Record() for _ in range(10)]
+    alive = [weakref.ref(record) for record in records]
+    parsed = prepare._Parsed(split=["train"] * 10, raw_id=list(range(10)))
+    parsed.decoded = RecordColumns(image=records, raw_id=parsed.raw_id, split=parsed.split, captions=[["a"]] * 10)
+    del records
+    lists = parsed.release()
+    assert parsed.decoded is None and parsed.split == [] and parsed.raw_id == [] and len(lists) == 10
+    with prepare._freed_meanwhile(lists, piece=3):
+        inside = threading.current_thread()
+    assert not any(ref() for ref in alive) and lists == [] and inside is threading.main_thread()
+
+
+def test_whitespace_shortcut_matches_split_and_join():
+    rng = random.Random(1)
+    alphabet = ["a", "b", " ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\u00a0", "\u3000", "\u2028", "\u00e9", "\x7f", "\x00"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        assert prepare._collapse_whitespace(text) == " ".join(text.split()), repr(text)
+
+
+def test_gc_paused_restores_the_collector_as_it_was():
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError), gc_paused():
+        raise ValueError
+    assert gc.isenabled()

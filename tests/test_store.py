@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 
@@ -30,7 +31,7 @@ def test_write_table_records_provenance(tmp_path):
     assert store.read_table(out, stage="prepare").num_rows == 3
 
 
-def test_plain_columns_have_no_dictionary_no_statistics_and_snappy(tmp_path):
+def test_plain_columns_have_no_dictionary_no_statistics_and_no_compression(tmp_path):
     table = pa.table({"x": pa.array([1, 2, 1], pa.int64()), "text": pa.array(["b a", "a  c", "b a"])})
     out = store.write_table(table, tmp_path / "a.parquet", stage="prepare", options={}, inputs={}, plain_columns=("text",))
     chunks = pq.ParquetFile(out).metadata.row_group(0)
@@ -38,7 +39,17 @@ def test_plain_columns_have_no_dictionary_no_statistics_and_snappy(tmp_path):
     assert x.statistics is not None and x.statistics.has_min_max and x.has_dictionary_page
     assert text.statistics is None or not text.statistics.has_min_max
     assert not text.has_dictionary_page
-    assert (x.compression, text.compression) == ("ZSTD", "SNAPPY")
+    assert (x.compression, text.compression) == ("ZSTD", "UNCOMPRESSED")
+    assert pq.read_table(out).replace_schema_metadata(None).equals(table)
+
+
+def test_only_the_dictionary_columns_get_a_dictionary(tmp_path):
+    table = pa.table({"row": pa.array(range(500), pa.int64()), "split": pa.array(["train", "test"] * 250), "text": pa.array(["a b"] * 500)})
+    out = store.write_table(table, tmp_path / "a.parquet", stage="prepare", options={}, inputs={},
+                            plain_columns=("text",), dictionary_columns=("split", "text"))
+    row, split, text = (pq.ParquetFile(out).metadata.row_group(0).column(k) for k in range(3))
+    assert split.has_dictionary_page and not row.has_dictionary_page and not text.has_dictionary_page
+    assert row.statistics.has_min_max and (row.compression, text.compression) == ("ZSTD", "UNCOMPRESSED")
     assert pq.read_table(out).replace_schema_metadata(None).equals(table)
 
 
@@ -149,3 +160,10 @@ def test_files_get_the_umask_mode_not_0600(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_fingerprint_hash_is_the_contents_sha256(tmp_path):
+    for name, data in (("empty", b""), ("small", b"[1]"), ("blocks", bytes(range(256)) * 9000)):
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert store.fingerprint(path)["sha256"] == hashlib.sha256(data).hexdigest()

@@ -12,11 +12,13 @@ import json
 import os
 import posixpath
 import re
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,8 @@ from tir.pipeline import layout, store
 from tir.pipeline.datasets import REGISTRY, SPLITS, DatasetSpec, get_spec
 from tir.pipeline.image_headers import read_headers
 from tir.pipeline.raw_csv import read_csv_as_json
-from tir.pipeline.raw_json import (MISSING, RecordColumns, annotation_content, decode_columns, decode_fields, iter_records, record_texts,
-                                   release_pages)
+from tir.pipeline.raw_json import (MISSING, RecordColumns, annotation_content, decode_columns, decode_fields, gc_paused, iter_records,
+                                   record_texts, release_pages)
 
 STAGE = "prepare"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -65,6 +67,8 @@ REJECTS_SCHEMA = pa.schema(
         ("raw_json", pa.string()),  # the record's exact JSON text
     ]
 )
+# the manifest columns of few distinct values, written with a Parquet dictionary (the others hold mostly distinct values)
+DICTIONARY_COLUMNS = ("split", "caption_index", "width", "height")
 # reason code -> meaning (README and tests use this list)
 REASONS: dict[str, str] = {
     "not_a_record": "the list element is not a JSON object",
@@ -111,7 +115,7 @@ class _Parsed:
     raw_index: list[int] = field(default_factory=list)
     split: list[str] = field(default_factory=list)
     raw_id: list[int] = field(default_factory=list)
-    path: list[str] = field(default_factory=list)
+    path: list[str] | pa.Array = field(default_factory=list)  # an Arrow array from _read_columns
     n_captions: list[int] = field(default_factory=list)
     spans: list[tuple[int, int] | None] = field(default_factory=list)  # each record's JSON text, when known
     caption_index: list[int] | pa.Array = field(default_factory=list)  # an Arrow array from _read_columns
@@ -122,6 +126,15 @@ class _Parsed:
     captions_total: int = 0
     quirks: Counter = field(default_factory=Counter)
     unknown_splits: Counter = field(default_factory=Counter)
+    decoded: RecordColumns | None = None  # the decoder's Python objects, kept to be freed while the manifest is written
+
+    def release(self) -> list[list[Any]]:
+        """Hand over the per-record Python lists (the decoded columns and the record lists), leaving empty ones."""
+        decoded = [] if self.decoded is None else [self.decoded.image, self.decoded.raw_id, self.decoded.split, self.decoded.captions]
+        lists = [*decoded, self.raw_index, self.split, self.raw_id, self.path, self.n_captions, self.spans]
+        self.decoded = None
+        self.raw_index, self.split, self.raw_id, self.path, self.n_captions, self.spans = [], [], [], [], [], []
+        return [items for items in lists if isinstance(items, list)]
 
     def reject(self, index: int, caption: int | None, split: str | None, reason: str, message: str, n: int,
                span: tuple[int, int] | None) -> None:
@@ -298,7 +311,7 @@ def _read_columns(spec: DatasetSpec, columns: RecordColumns) -> _Parsed:
     counts = np.fromiter(map(len, columns.captions), np.int64, records)
     parsed.captions_total = int(counts.sum())
     split = _split_names(spec, columns.split, parsed.unknown_splits)
-    image, problems = _clean_paths(columns.image)
+    image, image_column, problems = _clean_paths(columns.image)
     usable = np.ones(records, bool)
     for index, problem in problems.items():
         parsed.reject(index, None, split[index], "bad_path", f"record {index}: {problem}", int(counts[index]), None)
@@ -335,15 +348,16 @@ def _read_columns(spec: DatasetSpec, columns: RecordColumns) -> _Parsed:
     kept = np.flatnonzero(kept_counts).tolist()
     parsed.raw_index = kept
     if len(kept) == records:  # the common case: every record keeps a caption
-        parsed.split, parsed.raw_id, parsed.path = split, columns.raw_id, image
+        parsed.split, parsed.raw_id, parsed.path = split, columns.raw_id, image_column
     else:
         parsed.split = [split[index] for index in kept]
         parsed.raw_id = [columns.raw_id[index] for index in kept]
-        parsed.path = [image[index] for index in kept]
+        parsed.path = image_column.take(pa.array(kept, pa.int64()))
     parsed.n_captions = kept_counts[kept].tolist()
     parsed.spans = [None] * len(kept)
     parsed.caption_index = pa.array(position.astype(np.int16))
     parsed.caption_raw, parsed.caption = raw, normal
+    parsed.decoded = columns
     return parsed
 
 
@@ -356,18 +370,20 @@ def _split_names(spec: DatasetSpec, values: list[str], unknown: Counter) -> list
     return [value if value in known else spec.fallback_split for value in values]
 
 
-def _clean_paths(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
-    """``_clean_path`` of every value (None where refused) and the problem of each refused one, by position."""
-    unusual = np.flatnonzero(pc.match_substring_regex(pa.array(values, pa.string()), _UNUSUAL_PATH).to_numpy(zero_copy_only=False))
+def _clean_paths(values: list[str]) -> tuple[list[str | None], pa.Array, dict[int, str]]:
+    """``_clean_path`` of every value (None where refused), as a list and as an Arrow array, and the
+    problem of each refused one, by position."""
+    column = pa.array(values, pa.string())
+    unusual = np.flatnonzero(pc.match_substring_regex(column, _UNUSUAL_PATH).to_numpy(zero_copy_only=False))
     if not len(unusual):
-        return values, {}
+        return values, column, {}
     paths: list[str | None] = list(values)
     problems = {}
     for index in unusual.tolist():
         paths[index], problem = _clean_path(values[index])
         if paths[index] is None:
             problems[index] = problem
-    return paths, problems
+    return paths, pa.array(paths, pa.string()), problems
 
 
 def _repeated_images(paths: list[str | None], usable: np.ndarray) -> list[tuple[int, int]]:
@@ -377,9 +393,9 @@ def _repeated_images(paths: list[str | None], usable: np.ndarray) -> list[tuple[
     else:
         indices = np.flatnonzero(usable).tolist()
         candidates = [paths[index] for index in indices]
-    first = dict(zip(reversed(candidates), reversed(indices)))  # the earliest record of each path wins
-    if len(first) == len(indices):
+    if len(set(candidates)) == len(indices):  # the common case; a set is built in a quarter of a dict's time
         return []
+    first = dict(zip(reversed(candidates), reversed(indices)))  # the earliest record of each path wins
     return [(index, first[path]) for path, index in zip(candidates, indices) if first[path] != index]
 
 
@@ -410,6 +426,15 @@ def _needs_normalising(raw: pa.Array, block: int = 1 << 18) -> np.ndarray:
     return np.unique(np.concatenate(flagged))
 
 
+def _collapse_whitespace(text: str) -> str:
+    """``" ".join(text.split())``; a stripped text of printable ASCII without two spaces in a row
+    (a caption with a trailing newline, the common case) is already that, and is found without splitting."""
+    stripped = text.strip()
+    if stripped.isascii() and stripped.isprintable() and "  " not in stripped:
+        return stripped
+    return " ".join(text.split())
+
+
 def _normalise(raw: pa.Array | pa.ChunkedArray) -> tuple[pa.Array | pa.ChunkedArray, int, np.ndarray]:
     """``raw`` whitespace-normalised (``" ".join(c.split())``), how many non-empty captions that changed,
     and the positions of the captions it leaves empty.
@@ -420,7 +445,7 @@ def _normalise(raw: pa.Array | pa.ChunkedArray) -> tuple[pa.Array | pa.ChunkedAr
     for chunk in raw.chunks if isinstance(raw, pa.ChunkedArray) else [raw]:
         rows = _needs_normalising(chunk)
         before = chunk.take(pa.array(rows, pa.int64())).to_pylist()
-        after = [" ".join(text.split()) for text in before]
+        after = [_collapse_whitespace(text) for text in before]
         changed = [k for k, (old, new) in enumerate(zip(before, after)) if old != new and new]
         empty.append(rows[[k for k, new in enumerate(after) if not new]] + offset)
         if changed:
@@ -444,14 +469,15 @@ def _fill_raw_json(parsed: _Parsed, data: str | memoryview) -> None:
 # ----------------------------------------------------------------------------- images
 def _check_images(parsed: _Parsed, image_root: Path, jobs: int) -> list[tuple[int, int] | None]:
     """Image sizes for the kept records; records whose image is missing or unreadable are rejected (None)."""
-    headers = read_headers([image_root / p for p in parsed.path], jobs=jobs)
+    paths = parsed.path.to_pylist() if isinstance(parsed.path, pa.Array) else parsed.path
+    headers = read_headers([image_root / p for p in paths], jobs=jobs)
     sizes: list[tuple[int, int] | None] = []
     for k, header in enumerate(headers):
         if header.problem is None:
             sizes.append((header.width, header.height))  # type: ignore[arg-type]
             continue
         index = parsed.raw_index[k]
-        message = f"record {index}: {header.detail}: {image_root.name}/{parsed.path[k]}"
+        message = f"record {index}: {header.detail}: {image_root.name}/{paths[k]}"
         parsed.reject(index, None, parsed.split[k], header.problem, message, parsed.n_captions[k], parsed.spans[k])
         sizes.append(None)
     return sizes
@@ -555,6 +581,30 @@ def _warnings(spec: DatasetSpec, parsed: _Parsed, counts: dict) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- the stage
+@contextmanager
+def _freed_meanwhile(lists: list[list[Any]], piece: int = 4096) -> Iterator[None]:
+    """Empty ``lists`` (holding the last references to their items) in a second thread while the body runs.
+
+    Meant for a Parquet write, which releases the GIL: freeing the records a CUHK-PEDES-sized file
+    decodes into (about 300,000 Python objects) takes some 20 ms, which then overlap the write. Freeing
+    holds the GIL, so the thread frees ``piece`` items at a time and gives the GIL back in between:
+    emptied in one call, the thread held it from its start to the end, and the body waited that long.
+    """
+    def free() -> None:
+        for items in lists:
+            while items:
+                del items[-piece:]
+                time.sleep(0)  # gives the GIL back
+        lists.clear()
+
+    freer = threading.Thread(target=free, name="tir-prepare-free")
+    freer.start()
+    try:
+        yield
+    finally:
+        freer.join()
+
+
 def find_annotations(spec: DatasetSpec, root: Path, annotations: Path | None) -> Path:
     """``annotations`` if given, else the first of the dataset's known file names found in ``root``."""
     if annotations is not None:
@@ -629,7 +679,7 @@ def prepare_dataset(
     root = dataset_root(spec, Path(root))
     source = find_annotations(spec, root, Path(annotations) if annotations is not None else None)
     out_dir = Path(out) if out is not None else layout.dataset_dir(spec.name)
-    with store.stage_lock(out_dir, STAGE):
+    with store.stage_lock(out_dir, STAGE), gc_paused():  # the decoded records are freed before collections resume
         store.remove_stale_temps(out_dir, OUTPUTS)
         return _prepare_locked(spec, root, source, out_dir, check_images, jobs, force)
 
@@ -701,8 +751,9 @@ def _prepare_locked(spec: DatasetSpec, root: Path, source: Path, out_dir: Path, 
     store.write_table(rejects, paths[1], stage=STAGE, options=options, inputs=recorded, extra={"unit": unit})
     store.write_json_atomic(paths[2], stats)
     extra = {"stats": {"splits": counts, "raw": stats["raw"]}, "unit": unit}
-    store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=recorded, extra=extra,
-                      plain_columns=("caption", "caption_raw"))
+    with _freed_meanwhile(parsed.release()):
+        store.write_table(manifest, paths[0], stage=STAGE, options=options, inputs=recorded, extra=extra,
+                          plain_columns=("caption", "caption_raw"), dictionary_columns=DICTIONARY_COLUMNS)
     return PrepareResult(out_dir, *paths, stats=stats)
 
 
