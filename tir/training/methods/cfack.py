@@ -13,8 +13,10 @@ CFACK (AIVIETNAMResearch/Pedestrian-Matching, built on X2-VLM) ported onto tir's
   {image, text}, plus ``cnn_weight`` x (online image, CNN), divided by 6 + ``cnn_weight``.
 - **Cross-knowledge conversion**: a torchvision CNN (``cnn``) on the weak view, training only, its
   features L2-normalised (the reference forgets to for ConvNeXt).
-- **Matching head**: tir's cross-modal module fuses text tokens with image tokens (the text's own
-  padding mask) and a Linear gives 2 logits; trained on B positives and 2B hard negatives sampled in
+- **Matching head**: a fusion encoder (tir.training.heads.fusion_encoder: X2-VLM's cross layers, which keep
+  the text stream: self-attention over the caption's own tokens, cross-attention to the image tokens and a
+  feed-forward block, each added to it) and X2-VLM's MLP head give 2 logits, read at the caption's end token
+  (CLIP's counterpart of BERT's [CLS]); trained on B positives and 2B hard negatives sampled in
   proportion to softmax(similarity / temperature), same identity excluded. At test, the cosine ranking's
   top k per query is re-scored by the match logit (``rerank``; ``tir eval --rerank-k``).
 - **MLM**: the caption with whole words masked (probability 0.5, at most 12 tokens, padding never
@@ -33,7 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tir.errors import UserError
 from tir.training.distributed import get_rank
 from tir.training.heads.cnn_branch import CnnBranch
-from tir.training.heads.cross_modal import CrossModalMLM
+from tir.training.heads.fusion_encoder import FusionEncoder, matching_head
 from tir.training.losses import mlm_accuracy, mlm_loss
 from tir.training.losses_cfack import LearnableTemperature, hard_negatives, matching_loss, six_pair_contrast
 from tir.training.methods.base import Features, Method, StepContext, register
@@ -108,8 +110,8 @@ class Cfack(GlobalRetrieval, Method):
         self.cnn = CnnBranch(cnn, dim, pretrained_cnn) if cnn is not None else None
         self.cnn_weight = cnn_weight
         self.strong_view = StrongView(strong_augment, erase_probability)
-        self.fusion = CrossModalMLM(dim, backbone.vocab_size, depth=fusion_depth)
-        self.itm_head = nn.Linear(dim, 2)
+        self.fusion = FusionEncoder(dim, backbone.vocab_size, depth=fusion_depth)
+        self.itm_head = matching_head(dim)
         self.text_aug_rate, self.mlm_probability, self.max_masks = text_aug_rate, mlm_probability, max_masks
         self.weights = {"itc": itc_weight, "itm": itm_weight, "mlm": mlm_weight}
         self.rerank_batch = rerank_batch
