@@ -17,9 +17,9 @@ from tir.training.heads.cross_modal import FusedMLM, vocabulary_head
 
 class FusionEncoder(FusedMLM):
     """``fuse(text_tokens [B, Lt, D], image_tokens [B, Li, D], text_padding [B, Lt] bool | None) -> [B, Lt, D]``;
-    ``forward`` adds the MLM head over the vocabulary (``FusedMLM``)."""
+    ``forward`` adds the MLM head over the vocabulary (``FusedMLM``) when built with a ``vocab_size``."""
 
-    def __init__(self, dim: int, vocab_size: int, depth: int = 4, heads: int | None = None) -> None:
+    def __init__(self, dim: int, vocab_size: int | None, depth: int = 4, heads: int | None = None) -> None:
         super().__init__()
         heads = heads or max(1, dim // 64)
         self.ln_pre_text = nn.LayerNorm(dim)
@@ -30,7 +30,7 @@ class FusionEncoder(FusedMLM):
             for _ in range(depth)
         ])
         self.ln_post = nn.LayerNorm(dim)
-        self.head = vocabulary_head(dim, vocab_size)
+        self.head = vocabulary_head(dim, vocab_size) if vocab_size is not None else None  # None: fusion only
 
     def fuse(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor, text_padding: torch.Tensor | None = None) -> torch.Tensor:
         """Fused text tokens; the self-attention ignores the ``text_padding`` positions (True) when given."""
