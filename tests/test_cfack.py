@@ -325,3 +325,17 @@ def test_recipes_carry_cfacks_schedule_and_build() -> None:
         assert config["method"] == "cfack" and config["method_options"]["cnn"] == "resnet50"
     options = {**config["method_options"], "cnn": "none", "fusion_depth": 1}
     assert create_method("cfack", build_backbone("tir-micro"), 2, options).momentum is not None
+
+
+def test_matching_head_has_its_own_fusion_unless_told_to_share_mlms() -> None:
+    config = {"lr": 1, "new_module_lr_factor": 2, "bias_lr_factor": 1, "weight_decay": 0}
+    own, shared = tiny_cfack(fusion_depth=1), tiny_cfack(fusion_depth=1, own_itm_fusion=False)
+    assert own.itm_fusion is not own.fusion and own.itm_fusion.head is None
+    assert shared.itm_fusion is shared.fusion
+    for method in (own, shared):
+        trained = [id(p) for group in parameter_groups(method, config) for p in group["params"]]
+        assert len(trained) == len(set(trained))  # a shared fusion is trained once
+        batch = micro_batch()
+        out = method(batch, StepContext(epoch=0, step=0, seed=1))
+        out["loss_itm"].backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.itm_fusion.parameters())
