@@ -12,6 +12,8 @@ from train_support import micro_batch
 from tir.errors import UserError
 from tir.training.heads.cnn_branch import CnnBranch
 from tir.training.heads.cross_modal import CrossModalMLM
+from tir.training.heads.fusion_encoder import FusionEncoder
+from tir.training.losses_cfack import matching_loss
 from tir.training.losses_cfack import hard_negatives, identity_contrast, six_pair_contrast
 from tir.training.methods.base import StepContext, create_method
 from tir.training.mlm import capped_word_mask, token_words
@@ -154,9 +156,10 @@ def test_evaluation_reports_plain_and_reranked_metrics_in_chunks() -> None:
 
 
 # ----------------------------------------------------------------------------- parts
-def test_fusion_ignores_padding_when_given_the_mask() -> None:
+@pytest.mark.parametrize("fusion_type", [CrossModalMLM, FusionEncoder])
+def test_fusion_ignores_padding_when_given_the_mask(fusion_type) -> None:
     torch.manual_seed(0)
-    fusion = CrossModalMLM(16, 50, depth=2).eval()
+    fusion = fusion_type(16, 50, depth=2).eval()
     text, image = torch.randn(2, 6, 16), torch.randn(2, 5, 16)
     padding = torch.tensor([[False] * 4 + [True] * 2, [False] * 6])
     changed = text.clone()
@@ -164,6 +167,72 @@ def test_fusion_ignores_padding_when_given_the_mask() -> None:
     a, b = fusion.fuse(text, image, padding), fusion.fuse(changed, image, padding)
     assert torch.allclose(a[0, :4], b[0, :4], atol=1e-6) and torch.allclose(a[1], b[1])
     assert not torch.allclose(fusion.fuse(text, image)[0, :4], fusion.fuse(changed, image)[0, :4])
+
+
+# ----------------------------------------------------------------------------- matching head
+def test_match_logit_depends_on_the_caption_even_when_every_image_token_is_the_same() -> None:
+    method = tiny_cfack().eval()
+    dim = method.backbone.embed_dim
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(1, 1, dim, generator=generator).expand(4, 5, dim)  # one image, all tokens alike
+    text = torch.randn(4, 6, dim, generator=generator)  # four different captions
+    with torch.no_grad():
+        logits = method._match_logits(text, torch.zeros(4, 6, dtype=torch.bool), image)
+    assert (logits[1:] - logits[0]).abs().max() > 1e-3
+
+
+class AttributeMatching:
+    """A small fixed matching problem: a caption names one of ``values`` values in each of ``slots`` slots
+    (one token per slot, then an end token summing them); an image is ``image_length`` copies of one token
+    that sums its values' embeddings. Each caption comes with its image and two images that differ from
+    it in one slot, so neither the caption nor the image alone says whether a pair matches (loss floor
+    without fusion: H(1/3))."""
+
+    def __init__(self, dim: int, slots: int = 3, values: int = 4, image_length: int = 4) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.text_vocab = torch.randn(slots, values, dim, generator=generator)
+        self.image_vocab = torch.randn(slots, values, dim, generator=generator)
+        self.slot_position = torch.randn(slots, dim, generator=generator)
+        self.slots, self.values, self.image_length = slots, values, image_length
+
+    def _changed(self, codes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        rows = torch.arange(codes.shape[0])
+        slot = torch.randint(0, self.slots, (codes.shape[0],), generator=generator)
+        changed = codes.clone()
+        changed[rows, slot] = (codes[rows, slot] + torch.randint(1, self.values, (codes.shape[0],), generator=generator)) % self.values
+        return changed
+
+    def batch(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(caption tokens [3n, slots + 1, D], image tokens [3n, image_length, D], labels [3n]: 1 = match)."""
+        codes = torch.randint(0, self.values, (n, self.slots), generator=generator)
+        slots = torch.arange(self.slots)
+        words = self.text_vocab[slots, codes] + self.slot_position
+        captions = torch.cat([words, words.sum(dim=1, keepdim=True)], dim=1).repeat(3, 1, 1)
+        images = torch.cat([codes, self._changed(codes, generator), self._changed(codes, generator)])
+        image_tokens = self.image_vocab[slots, images].sum(dim=1, keepdim=True).expand(-1, self.image_length, -1)
+        return captions, image_tokens, (torch.arange(3 * n) < n).long()
+
+
+def test_matching_head_learns_a_small_fixed_problem_below_the_prior() -> None:
+    method = tiny_cfack(fusion_depth=1)
+    problem = AttributeMatching(method.backbone.embed_dim)
+    parameters = [*method.fusion.parameters(), *method.itm_head.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-3)
+    generator = torch.Generator().manual_seed(1)
+
+    def loss_of(n: int) -> torch.Tensor:
+        captions, images, labels = problem.batch(n, generator)
+        logits = method._match_logits(captions, torch.zeros(captions.shape[:2], dtype=torch.bool), images)
+        return matching_loss(logits[labels == 1], logits[labels == 0])
+
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss_of(32).backward()
+        optimizer.step()
+    prior = -(math.log(1 / 3) / 3 + 2 * math.log(2 / 3) / 3)
+    with torch.no_grad():
+        held_out = loss_of(256).item()  # fresh pairs
+    assert held_out < 0.6 * prior, (held_out, prior)
 
 
 def test_mlm_masks_whole_words_at_most_max_masks_and_never_padding() -> None:
@@ -256,3 +325,17 @@ def test_recipes_carry_cfacks_schedule_and_build() -> None:
         assert config["method"] == "cfack" and config["method_options"]["cnn"] == "resnet50"
     options = {**config["method_options"], "cnn": "none", "fusion_depth": 1}
     assert create_method("cfack", build_backbone("tir-micro"), 2, options).momentum is not None
+
+
+def test_matching_head_has_its_own_fusion_unless_told_to_share_mlms() -> None:
+    config = {"lr": 1, "new_module_lr_factor": 2, "bias_lr_factor": 1, "weight_decay": 0}
+    own, shared = tiny_cfack(fusion_depth=1), tiny_cfack(fusion_depth=1, own_itm_fusion=False)
+    assert own.itm_fusion is not own.fusion and own.itm_fusion.head is None
+    assert shared.itm_fusion is shared.fusion
+    for method in (own, shared):
+        trained = [id(p) for group in parameter_groups(method, config) for p in group["params"]]
+        assert len(trained) == len(set(trained))  # a shared fusion is trained once
+        batch = micro_batch()
+        out = method(batch, StepContext(epoch=0, step=0, seed=1))
+        out["loss_itm"].backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.itm_fusion.parameters())

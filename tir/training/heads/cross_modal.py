@@ -6,6 +6,8 @@ the head Linear - QuickGELU - LayerNorm - Linear to the vocabulary.
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from open_clip.transformer import QuickGELU, Transformer
 from torch import nn
@@ -13,7 +15,33 @@ from torch import nn
 from tir.training.lr_rules import LrRule
 
 
-class CrossModalMLM(nn.Module):
+def vocabulary_head(dim: int, vocab_size: int) -> nn.Sequential:
+    """IRRA's MLM head on fused tokens: Linear - QuickGELU - LayerNorm - Linear to the vocabulary."""
+    return nn.Sequential(nn.Linear(dim, dim), QuickGELU(), nn.LayerNorm(dim), nn.Linear(dim, vocab_size))
+
+
+class FusedMLM(nn.Module, abc.ABC):
+    """A fusion of text with image tokens (``fuse``) followed by an MLM ``head`` over the vocabulary."""
+
+    head: nn.Module
+
+    @abc.abstractmethod
+    def fuse(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor, text_padding: torch.Tensor | None = None) -> torch.Tensor:
+        """Fused text tokens [B, Lt, D]; positions where ``text_padding`` [B, Lt] is True are ignored."""
+
+    def forward(
+        self,
+        text_tokens: torch.Tensor,
+        image_tokens: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        text_padding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """MLM logits [B, Lt, vocab_size], or [n, vocab_size] for the ``rows`` of the flattened positions."""
+        x = self.fuse(text_tokens, image_tokens, text_padding)
+        return self.head(x if rows is None else x.flatten(0, 1)[rows])
+
+
+class CrossModalMLM(FusedMLM):
     """``forward(text_tokens [B, Lt, D], image_tokens [B, Li, D], rows [n] long | None) -> logits``.
 
     Logits are [B, Lt, vocab_size], or [n, vocab_size] for the ``rows`` of the flattened [B x Lt]
@@ -29,7 +57,7 @@ class CrossModalMLM(nn.Module):
         self.ln_pre_image = nn.LayerNorm(dim)
         self.transformer = Transformer(width=dim, layers=depth, heads=heads, act_layer=QuickGELU)
         self.ln_post = nn.LayerNorm(dim)
-        self.head = nn.Sequential(nn.Linear(dim, dim), QuickGELU(), nn.LayerNorm(dim), nn.Linear(dim, vocab_size))
+        self.head = vocabulary_head(dim, vocab_size)
         self._init(dim, depth)
 
     def _init(self, dim: int, depth: int) -> None:
@@ -62,13 +90,3 @@ class CrossModalMLM(nn.Module):
             keys = torch.zeros(text_padding.shape, dtype=x.dtype, device=x.device).masked_fill(text_padding, float("-inf"))
             mask = keys[:, None, :].expand(-1, text_padding.shape[1], -1).repeat_interleave(heads, dim=0)
         return self.ln_post(self.transformer(x, attn_mask=mask))
-
-    def forward(
-        self,
-        text_tokens: torch.Tensor,
-        image_tokens: torch.Tensor,
-        rows: torch.Tensor | None = None,
-        text_padding: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        x = self.fuse(text_tokens, image_tokens, text_padding)
-        return self.head(x if rows is None else x.flatten(0, 1)[rows])

@@ -13,12 +13,16 @@ CFACK (AIVIETNAMResearch/Pedestrian-Matching, built on X2-VLM) ported onto tir's
   {image, text}, plus ``cnn_weight`` x (online image, CNN), divided by 6 + ``cnn_weight``.
 - **Cross-knowledge conversion**: a torchvision CNN (``cnn``) on the weak view, training only, its
   features L2-normalised (the reference forgets to for ConvNeXt).
-- **Matching head**: tir's cross-modal module fuses text tokens with image tokens (the text's own
-  padding mask) and a Linear gives 2 logits; trained on B positives and 2B hard negatives sampled in
-  proportion to softmax(similarity / temperature), same identity excluded. At test, the cosine ranking's
+- **Matching head**: a fusion encoder (tir.training.heads.fusion_encoder: X2-VLM's cross layers, which keep
+  the text stream: self-attention over the caption's own tokens, cross-attention to the image tokens and a
+  feed-forward block, each added to it) and X2-VLM's MLP head give 2 logits, read at the caption's end token
+  (CLIP's counterpart of BERT's [CLS]), by default through a fusion of its own, not MLM's; trained on B
+  positives and 2B hard negatives sampled in proportion to softmax(similarity / temperature), same
+  identity excluded. At test, the cosine ranking's
   top k per query is re-scored by the match logit (``rerank``; ``tir eval --rerank-k``).
 - **MLM**: the caption with whole words masked (probability 0.5, at most 12 tokens, padding never
-  masked) through the online text encoder and the same fusion module, predicting the tokens.
+  masked) through the online text encoder and a fusion encoder (the matching head's with
+  ``own_itm_fusion: false``), predicting the tokens.
 
 Test similarity: cosine of the online global features. Total loss: ITC + ITM + MLM.
 """
@@ -33,7 +37,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tir.errors import UserError
 from tir.training.distributed import get_rank
 from tir.training.heads.cnn_branch import CnnBranch
-from tir.training.heads.cross_modal import CrossModalMLM
+from tir.training.heads.fusion_encoder import FusionEncoder, matching_head
 from tir.training.losses import mlm_accuracy, mlm_loss
 from tir.training.losses_cfack import LearnableTemperature, hard_negatives, matching_loss, six_pair_contrast
 from tir.training.methods.base import Features, Method, StepContext, register
@@ -65,8 +69,9 @@ class Cfack(GlobalRetrieval, Method):
     ``temperature_max`` 0.5]), ``cnn`` "resnet50" (resnet50, convnext_tiny, resnet18, mobilenet_v3_small, or
     none), ``cnn_weight`` 0.5, ``pretrained_cnn`` null (a local torchvision checkpoint; else random weights),
     ``strong_augment`` "trivial" (TrivialAugmentWide; randaugment; none), ``erase_probability`` 0.6,
-    ``text_aug_rate`` 0.15, ``mlm_probability`` 0.5, ``max_masks`` 12, ``fusion_depth`` 4, ``itc_weight`` /
-    ``itm_weight`` / ``mlm_weight`` 1.0, ``rerank_batch`` 4096 (query-candidate pairs fused at once at test)."""
+    ``text_aug_rate`` 0.15, ``mlm_probability`` 0.5, ``max_masks`` 12, ``fusion_depth`` 4,
+    ``own_itm_fusion`` true (the matching head's fusion is not MLM's; false: one for both, as CFACK),
+    ``itc_weight`` / ``itm_weight`` / ``mlm_weight`` 1.0, ``rerank_batch`` 4096 (query-candidate pairs fused at once at test)."""
 
     name = "cfack"
     reranks = True
@@ -90,6 +95,7 @@ class Cfack(GlobalRetrieval, Method):
         mlm_probability: float = 0.5,
         max_masks: int = 12,
         fusion_depth: int = 4,
+        own_itm_fusion: bool = True,
         itc_weight: float = 1.0,
         itm_weight: float = 1.0,
         mlm_weight: float = 1.0,
@@ -108,14 +114,18 @@ class Cfack(GlobalRetrieval, Method):
         self.cnn = CnnBranch(cnn, dim, pretrained_cnn) if cnn is not None else None
         self.cnn_weight = cnn_weight
         self.strong_view = StrongView(strong_augment, erase_probability)
-        self.fusion = CrossModalMLM(dim, backbone.vocab_size, depth=fusion_depth)
-        self.itm_head = nn.Linear(dim, 2)
+        self.fusion = FusionEncoder(dim, backbone.vocab_size, depth=fusion_depth)
+        # CFACK's fusion (pre-trained BERT layers) serves MLM and ITM; a randomly initialised one shared with MLM
+        # learns to match far more slowly (MLM's gradients dominate its updates), so by default ITM has its own
+        self.itm_fusion = FusionEncoder(dim, None, depth=fusion_depth) if own_itm_fusion else self.fusion
+        self.itm_head = matching_head(dim)
         self.text_aug_rate, self.mlm_probability, self.max_masks = text_aug_rate, mlm_probability, max_masks
         self.weights = {"itc": itc_weight, "itm": itm_weight, "mlm": mlm_weight}
         self.rerank_batch = rerank_batch
 
     def new_modules(self) -> list[nn.Module]:
-        return [module for module in (self.temperature, self.fusion, self.itm_head, self.cnn) if module is not None]
+        modules = (self.temperature, self.fusion, self.itm_fusion, self.itm_head, self.cnn)
+        return [module for index, module in enumerate(modules) if module is not None and module not in modules[:index]]
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
@@ -132,7 +142,7 @@ class Cfack(GlobalRetrieval, Method):
 
     def _match_logits(self, text_tokens: torch.Tensor, padding: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
         """[n, 2] match logits of n (text, image) token sequences, read at each caption's end token."""
-        fused = self.fusion.fuse(text_tokens, image_tokens, padding)
+        fused = self.itm_fusion.fuse(text_tokens, image_tokens, padding)
         eot = (~padding).sum(dim=1) - 1
         return self.itm_head(fused[torch.arange(fused.shape[0], device=fused.device), eot])
 
