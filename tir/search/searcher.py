@@ -131,11 +131,11 @@ class Searcher:
                                        lambda candidates: self.method.rerank(text, self.image_features, candidates))
         return similarity, ordering
 
+    @torch.no_grad()
     def top(self, text: Features, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(similarity, gallery positions) of the top ``k`` per encoded sentence, in evaluation's order."""
         if self.compact is not None and finite(text) and torch.get_float32_matmul_precision() == "highest":
-            with torch.no_grad():
-                return self.compact.top(self.method.similarity, text, self.image_features, k)
+            return self.compact.top(self.method.similarity, text, self.image_features, k)
         similarity, ordering = self.scores(text)
         positions = top_indices(ordering, k)  # evaluation's order: descending, ties in gallery order
         return similarity.gather(1, positions).cpu(), positions.cpu()

@@ -125,7 +125,7 @@ class Cfack(GlobalRetrieval, Method):
 
     def new_modules(self) -> list[nn.Module]:
         modules = (self.temperature, self.fusion, self.itm_fusion, self.itm_head, self.cnn)
-        return [module for index, module in enumerate(modules) if module is not None and module not in modules[:index]]
+        return list(dict.fromkeys(module for module in modules if module is not None))  # a shared fusion once
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
