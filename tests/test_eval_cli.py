@@ -82,7 +82,10 @@ DOCTORED = {  # name -> (change to the checkpoint dict, fragment of the error)
     "no_config": (lambda s: s.pop("config"), "config is missing"),
     "num_classes_text": (lambda s: s.update(num_classes="two"), "num_classes is missing or is not a class count"),
     "model_not_tensors": (lambda s: s.update(model={"x": "y"}), "not tensors"),
-    "weights_cut": (lambda s: s["model"].pop(next(iter(s["model"]))), "do not fit its own config"),
+    "weights_cut": (lambda s: s["model"].pop(next(iter(s["model"]))), "do not fit its own config (missing 1, e.g. "),
+    "weights_of_another_tir": (lambda s: s["model"].update(extra=torch.zeros(1)), "unexpected 1, e.g. extra"),
+    "weights_reshaped": (lambda s: s["model"].update(
+        next({k: v[:1]} for k, v in s["model"].items() if v.ndim and v.shape[0] > 1)), "of another shape"),
     "unknown_method": (lambda s: s["config"].update(method="nope"), "unknown method 'nope'"),
     "config_without_model": (lambda s: s["config"].pop("image_size"), "config lacks image_size"),
 }

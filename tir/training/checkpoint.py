@@ -142,11 +142,23 @@ def method_from_state(state: dict[str, Any], device: str | torch.device = "cpu",
     method = build_method(config, state["num_classes"], with_pretrained=False)
     try:
         method.load_state_dict(state["model"])
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[0][:160]
-        raise UserError(f"damaged tir checkpoint: its weights do not fit its own config ({first}); re-run `tir train`",
+    except RuntimeError:
+        written_by = state.get("tir_version", "an unknown version")
+        raise UserError(f"its weights do not fit its own config ({_weights_mismatch(method.state_dict(), state['model'])}): "
+                        f"the file is damaged, or it was written by a tir ({written_by}) that built "
+                        f"{config['method']}'s layers differently; re-run `tir train` with this tir ({__version__})",
                         path=path) from None
     return method.to(device).eval()
+
+
+def _weights_mismatch(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> str:
+    """How a checkpoint's weights differ from a model's: missing, unexpected and reshaped keys, with the first of each."""
+    missing = [key for key in expected if key not in given]
+    unexpected = [key for key in given if key not in expected]
+    reshaped = [key for key in expected if key in given and expected[key].shape != given[key].shape]
+    parts = [f"{label} {len(keys)}, e.g. {keys[0]}" for label, keys in
+             (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if keys]
+    return "; ".join(parts) or "the weights do not load"
 
 
 def data_manifest_fingerprint(config: Mapping[str, Any]) -> dict[str, Any]:
