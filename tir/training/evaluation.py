@@ -44,9 +44,10 @@ from tir.training.rerank import reranked_similarity
 from tir.training.term_scores import TermScores
 from tir.training.transforms import model_input
 
-# similarity entries computed and ranked at once (128 MiB of float32 per similarity matrix of a chunk):
-# the matmul of 335 queries against a 100,000-image gallery runs about a third faster than of 167
-CHUNK_ELEMENTS = 1 << 25
+# similarity entries computed and ranked at once (256 MiB of float32 per similarity matrix of a chunk): each
+# chunk's matmul packs the whole gallery again, so 671 queries against a 100,000-image gallery run at 35 GFLOP/s
+# on one thread where 335 run at 31 and 167 at 28; 1,342 gain nothing more
+CHUNK_ELEMENTS = 1 << 26
 TOP_K = 10
 
 

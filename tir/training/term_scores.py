@@ -2,7 +2,7 @@
 
 For a method whose ``similarity`` is ``sum_t w_t * text[t] @ image[t].T`` (``Method.similarity_terms``),
 ``TermScores`` gives the same float32 matrix for one chunk of queries at a time, written by ``torch.mm``
-into buffers kept from one chunk to the next. A fresh [chunk, gallery] result per chunk (128 MiB in
+into buffers kept from one chunk to the next. A fresh [chunk, gallery] result per chunk (256 MiB in
 evaluation) is new memory that the kernel must map and zero page by page: on a 2-core CPU about 15% on
 top of the matmul itself.
 
