@@ -12,7 +12,7 @@
   offer: one chunk's int8 product against its float32 one, and the share of a hit's row that the bound leaves
   undecided (those entries would need float32 re-scoring for exact ranks).
 
-    python benchmarks/eval.py [--dim 512] [--large 100000] [--device cpu|cuda]
+    python benchmarks/eval.py [--dim 512] [--large 100000] [--device cpu|cuda] [--threads N]
 """
 
 from __future__ import annotations
@@ -108,8 +108,12 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512, help="feature dimension")
     parser.add_argument("--large", type=int, default=100000, help="queries = gallery size of the large case")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default); one thread keeps the ratios meaningful on a loaded machine")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
 
     # CUHK-PEDES test: 1,000 ids, every query has at least one image of its person in the gallery.

@@ -157,3 +157,20 @@ def test_nan_anywhere_is_an_error_with_the_grouped_top_k(monkeypatch: pytest.Mon
         sim[1, column] = np.nan
         with pytest.raises(ValueError, match="NaN"):
             rank_chunk(sim, np.array([1, 2, 3]), np.arange(99))
+
+
+def test_many_hits_ties_and_queries_without_hits_match_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One person with 120 of the 300 images (its hits span many hit blocks), scores on a coarse grid (ties
+    between hits and misses on both sides of each hit), and a person with no image at all."""
+    import tir.training.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "HIT_BLOCK_ELEMENTS", {"cpu": 700})  # two hits per block
+    monkeypatch.setattr(metrics_module, "TOP_GROUP", 8)
+    rng = np.random.default_rng(7)
+    gallery = np.where(rng.random(300) < 0.4, 0, rng.integers(1, 30, size=300))
+    queries = np.array([0, 0, 5, 99, 0, 12, 99])
+    sim = rng.integers(0, 6, size=(7, 300)).astype(np.float32)
+    assert retrieval_metrics(sim, queries, gallery) == pytest.approx(reference(sim, queries, gallery))
+    chunk = rank_chunk(sim, queries, gallery)
+    assert chunk.n_hits.tolist() == [(gallery == pid).sum() for pid in queries]
+    assert chunk.first_rank[3] == 0 and chunk.first_hit[3] == -1 and chunk.ap[3] == 0
