@@ -4,11 +4,15 @@
   algorithm of IRRA's `utils/metrics.py rank()` (full argsort of every row, INP one query at a time, AP one
   rank column at a time), measured in the same run; the metrics must agree.
 - A large square case through the chunked path (`tir.training.evaluation.rank_features`, which never holds the
-  full matrix) against the similarity matmul alone, the floor of any evaluation.
+  full matrix), for a cosine method declaring ``similarity_terms`` as clip does, against the similarity matmul
+  alone (the same chunks, into the same reused buffer), the floor of any evaluation.
 - The machine's fp32 GEMM rate (one 4096 x 4096 x 4096 ``torch.mm`` into a preallocated output, torch's threads)
   and the seconds the large case's matmul (2 x n x n x dim FLOP) would take at that rate.
+- On CPU, what an int8 first pass (tir.search.compact: fbgemm's u8 x s8 GEMM, a proven bound per entry) would
+  offer: one chunk's int8 product against its float32 one, and the share of a hit's row that the bound leaves
+  undecided (those entries would need float32 re-scoring for exact ranks).
 
-    python benchmarks/eval.py [--dim 512] [--large 100000] [--device cpu|cuda]
+    python benchmarks/eval.py [--dim 512] [--large 100000] [--device cpu|cuda] [--threads N]
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ import time
 
 import torch
 
+from tir.search.compact import CompactIndex
 from tir.training.evaluation import default_chunk_size, rank_features
-from tir.training.metrics import retrieval_metrics, summarise
+from tir.training.metrics import _hits, retrieval_metrics, summarise
+from tir.training.term_scores import TermScores
+
+TERMS = {"global": 1.0}  # cosine of the "global" features, declared as clip declares it
 
 
 def features(n: int, n_ids: int, dim: int, generator: torch.Generator, device: torch.device):
@@ -75,13 +83,37 @@ def gemm_rate(device: torch.device, size: int = 4096) -> float:
     return 2 * size**3 / best
 
 
+def int8_first_pass(text, image, query_pids, gallery_pids, chunk: int) -> str:
+    """One chunk's float32 product against fbgemm's u8 x s8 one (best of three each), and the share of the
+    gallery within the proven bound of the chunk's hit scores (undecided by the int8 scores)."""
+    index = CompactIndex.build(image, TERMS)
+    if index is None:
+        return "int8 first pass: fbgemm's int8 kernels are not available here"
+    queries = {"global": text["global"][:chunk]}
+    buffered = TermScores(TERMS, image)
+    fp32_s = min(timed(lambda: buffered(queries), torch.device("cpu"))[0] for _ in range(3))
+    int8_s = min(timed(lambda: index.bounds(queries), torch.device("cpu"))[0] for _ in range(3))
+    approximate, bound = index.bounds(queries)
+    rows, cols = _hits(query_pids[:chunk], gallery_pids)
+    hit_scores = (queries["global"][rows] * image["global"][cols]).sum(1)
+    undecided = sum(float(((approximate[row] - score).abs() <= bound[row]).double().mean())
+                    for row, score in zip(rows.tolist(), hit_scores.tolist())) / max(1, rows.numel())
+    return (f"int8 first pass, one {chunk}-query chunk: float32 matmul {fp32_s:.2f} s, fbgemm u8 x s8 {int8_s:.2f} s "
+            f"({fp32_s / int8_s:.2f}x); proven bound {float(bound.mean()):.4f} against a score spread (std) of "
+            f"{float(approximate.std()):.4f}: {100 * undecided:.0f}% of a hit's row undecided")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=512, help="feature dimension")
     parser.add_argument("--large", type=int, default=100000, help="queries = gallery size of the large case")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default); one thread keeps the ratios meaningful on a loaded machine")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
 
     # CUHK-PEDES test: 1,000 ids, every query has at least one image of its person in the gallery.
@@ -101,12 +133,15 @@ def main() -> None:
     chunk = default_chunk_size(n)
 
     def matmul_only() -> None:
+        buffered = TermScores(TERMS, image)
         for start in range(0, n, chunk):
-            cosine({"global": text["global"][start : start + chunk]}, image)
+            buffered({"global": text["global"][start : start + chunk]})
 
     matmul_s, _ = timed(matmul_only, device)
-    large_s, ranks = timed(lambda: rank_features(cosine, text, image, query_pids, gallery_pids), device)
+    large_s, ranks = timed(lambda: rank_features(cosine, text, image, query_pids, gallery_pids, similarity_terms=TERMS),
+                           device)
     summarise(ranks.first_rank, ranks.ap, ranks.inp)
+    int8_line = int8_first_pass(text, image, query_pids, gallery_pids, chunk) if device.type == "cpu" else ""
 
     peak = gemm_rate(device)
     threads = torch.get_num_threads()
@@ -119,6 +154,8 @@ def main() -> None:
     flop = 2 * n * n * args.dim
     print(f"fp32 GEMM rate: {peak / 1e9:.1f} GFLOP/s (4096^3 torch.mm); the large matmul's {flop:.3g} FLOP at that rate: "
           f"{flop / peak:.1f} s; measured {matmul_s:.1f} s ({flop / matmul_s / 1e9:.1f} GFLOP/s)")
+    if int8_line:
+        print(int8_line)
     print("metrics identical to the IRRA-style anchor on the CUHK-PEDES-sized case")
 
 

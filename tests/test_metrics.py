@@ -128,3 +128,49 @@ def test_hits_are_every_matching_pair_in_row_then_gallery_order(dtype):
     assert torch.equal(rows, expected_rows) and torch.equal(cols, expected_cols)
     assert (queries < 5).any() and rows.numel() > 0
 
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_k_by_group_maxima_equals_a_stable_full_sort(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grouped first pass (groups of 4 columns here, a partial group at the end) gives a stable sort's top k,
+    with ties inside and across groups (rows of few distinct values fall back to topk), and in the last group."""
+    import tir.training.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "TOP_GROUP", 4)
+    rng = np.random.default_rng(seed)
+    sim = np.concatenate([rng.integers(0, 3, size=(20, 99)), rng.integers(0, 40, size=(20, 99))]).astype(np.float32)
+    sim[5, 98] = 10.0  # the best score in the partial last group
+    sim[25, 97] = sim[25].max()  # tied with the best, after it in gallery order
+    for k in (1, 5, 10):
+        top = metrics_module.top_indices(torch.from_numpy(sim), k)
+        expected = [sorted(range(99), key=lambda j: -row[j])[:k] for row in sim]
+        assert top.tolist() == expected
+    assert metrics_module._top(torch.from_numpy(sim), 10)[1].tolist() == sim.max(axis=1).tolist()
+
+
+def test_nan_anywhere_is_an_error_with_the_grouped_top_k(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tir.training.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "TOP_GROUP", 4)
+    for column in (0, 50, 98):  # in a group and in the partial last group
+        sim = np.random.default_rng(column).normal(size=(3, 99))
+        sim[1, column] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            rank_chunk(sim, np.array([1, 2, 3]), np.arange(99))
+
+
+def test_many_hits_ties_and_queries_without_hits_match_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One person with 120 of the 300 images (its hits span many hit blocks), scores on a coarse grid (ties
+    between hits and misses on both sides of each hit), and a person with no image at all."""
+    import tir.training.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "HIT_BLOCK_ELEMENTS", {"cpu": 700})  # two hits per block
+    monkeypatch.setattr(metrics_module, "TOP_GROUP", 8)
+    rng = np.random.default_rng(7)
+    gallery = np.where(rng.random(300) < 0.4, 0, rng.integers(1, 30, size=300))
+    queries = np.array([0, 0, 5, 99, 0, 12, 99])
+    sim = rng.integers(0, 6, size=(7, 300)).astype(np.float32)
+    assert retrieval_metrics(sim, queries, gallery) == pytest.approx(reference(sim, queries, gallery))
+    chunk = rank_chunk(sim, queries, gallery)
+    assert chunk.n_hits.tolist() == [(gallery == pid).sum() for pid in queries]
+    assert chunk.first_rank[3] == 0 and chunk.first_hit[3] == -1 and chunk.ap[3] == 0

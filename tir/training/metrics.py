@@ -54,9 +54,12 @@ class ChunkRanks:
     first_hit: torch.Tensor  # int64, gallery index of the best-ranked hit (-1 when the query has no hit)
 
 
-# Similarity entries compared per block of hits: 2 MiB of float32 stays in a CPU core's cache through the
-# gather, subtract, sign and sums (3x faster than 64 MiB blocks); GPUs want large blocks instead.
-HIT_BLOCK_ELEMENTS = {"cpu": 1 << 19, "cuda": 1 << 26}
+# Similarity entries compared per block of hits: 1 MiB of float32 stays in a CPU core's cache (L2: 1 MiB here)
+# through the gather, subtract, sign and sums (3x faster than 64 MiB blocks; on one thread, 4,000 hits against
+# 50,000 images: 309 ms against 356 for 2 MiB blocks and 403 for 512 KiB); GPUs want large blocks instead.
+HIT_BLOCK_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 26}
+# Columns per group in the top k's first pass (``_top_by_groups``): one maximum per group of a row.
+TOP_GROUP = 64
 
 
 def _hit_ranks(sim: torch.Tensor, hit_rows: torch.Tensor, hit_cols: torch.Tensor) -> torch.Tensor:
@@ -117,6 +120,19 @@ def top_indices(sim: torch.Tensor, top_k: int) -> torch.Tensor:
     k = min(top_k, n_gallery)
     if k == 0 or n_queries == 0:
         return torch.empty(n_queries, k, dtype=torch.int64, device=sim.device)
+    return _top(sim, k)[0]
+
+
+def _top(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``top_indices(sim, k)``, each row's largest score: NaN where the row holds a NaN) for 1 <= k <= gallery."""
+    if sim.shape[1] // TOP_GROUP > 2 * (k + 1):
+        return _top_by_groups(sim, k)
+    return _top_by_topk(sim, k)
+
+
+def _top_by_topk(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_top`` by one ``torch.topk`` over every score of a row."""
+    n_gallery = sim.shape[1]
     values, indices = torch.topk(sim, min(k + 1, n_gallery), dim=1)
     top = _stable_top(values[:, :k], indices[:, :k], k)
     if k < n_gallery:
@@ -126,7 +142,31 @@ def top_indices(sim: torch.Tensor, top_k: int) -> torch.Tensor:
         for row in boundary.tolist():
             candidates = (sim[row] >= values[row, k - 1]).nonzero().squeeze(1)
             top[row] = _stable_top(sim[row, candidates][None], candidates[None], k)[0]
-    return top
+    return top, values[:, 0]
+
+
+def _top_by_groups(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_top`` from the maximum of each run of TOP_GROUP columns: one pass over the scores (3x to 5x faster on
+    CPU than ``torch.topk``, which orders as it goes), then only the columns of the k + 1 groups with the largest
+    maxima, and of the last partial group, are ordered. The k largest group maxima are k distinct scores, so the
+    k-th best score is at least the k-th largest maximum T, and every score that can be among the top k lies
+    in a group whose maximum reaches T: in those k + 1 groups, unless the (k + 1)-th maximum ties T too; such
+    rows are ranked over every score (``_top_by_topk``)."""
+    n_queries, n_gallery = sim.shape
+    n_groups = n_gallery // TOP_GROUP
+    whole = n_groups * TOP_GROUP
+    maxima = sim[:, :whole].reshape(n_queries, n_groups, TOP_GROUP).amax(2)  # amax propagates NaN
+    best, groups = torch.topk(maxima, k + 1, dim=1)  # a NaN maximum comes first
+    groups = groups.sort(dim=1).values  # candidate columns ascend, so ties among them keep gallery order
+    offsets = torch.arange(TOP_GROUP, device=sim.device)
+    columns = (groups[:, :, None] * TOP_GROUP + offsets).reshape(n_queries, -1)
+    tail = torch.arange(whole, n_gallery, device=sim.device).expand(n_queries, -1)
+    columns = torch.cat([columns, tail], dim=1)
+    top = columns.gather(1, _top_by_topk(sim.gather(1, columns), k)[0])
+    tied = (best[:, k] == best[:, k - 1]).nonzero().squeeze(1)
+    if tied.numel():
+        top[tied] = _top_by_topk(sim[tied], k)[0]
+    return top, torch.maximum(best[:, 0], sim[:, whole:].amax(1)) if whole < n_gallery else best[:, 0]
 
 
 def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: ArrayLike, top_k: int = 10) -> ChunkRanks:
@@ -143,9 +183,14 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
     gp = _tensor(gallery_pids, sim.device).reshape(-1)
     if sim.shape != (qp.numel(), gp.numel()):
         raise ValueError(f"similarity shape {tuple(sim.shape)} does not match {qp.numel()} queries x {gp.numel()} gallery")
-    if sim.numel() and bool(torch.isnan(sim.amax())):  # amax propagates NaN in one pass, with no mask
-        raise ValueError("the similarity holds NaN: the model's features are not finite (did training diverge?)")
     n_queries, n_gallery = sim.shape
+    k = min(top_k, n_gallery)
+    if k and n_queries:
+        top, row_max = _top(sim, k)
+    else:  # amax propagates NaN in one pass, with no mask
+        top, row_max = torch.empty(n_queries, k, dtype=torch.int64, device=sim.device), sim.amax() if sim.numel() else sim.sum()
+    if bool(torch.isnan(row_max).any()):
+        raise ValueError("the similarity holds NaN: the model's features are not finite (did training diverge?)")
     hit_rows, hit_cols = _hits(qp, gp)
     hit_rank = _hit_ranks(sim, hit_rows, hit_cols)
     by_rank = torch.argsort(hit_rows * (n_gallery + 1) + hit_rank)  # rows stay grouped, ranks ascend within a row
@@ -168,7 +213,7 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
         ap=ap.cpu(),
         inp=inp.cpu(),
         n_hits=n_hits.long().cpu(),
-        top=top_indices(sim, top_k).cpu(),
+        top=top.cpu(),
         first_hit=first_hit.long().cpu(),
     )
 
