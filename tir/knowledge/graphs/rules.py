@@ -111,6 +111,8 @@ class _Builder:
 
 def _conjuncts(toks: list[Tok], tok: Tok) -> list[Tok]:
     """``tok`` and the tokens conjoined to it (a, b and c)."""
+    if not any(toks[c].dep == "conj" for c in tok.children):  # the common case
+        return [tok]
     out, stack = [], [tok]
     while stack:
         cur = stack.pop()
@@ -155,6 +157,8 @@ def _pattern_before_garment(toks: list[Tok], tok: Tok) -> bool:
 
 def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
     """True when ``tok`` names a thing (garment, body part, item), not a modifier or a location."""
+    if tok.pos not in _ITEM_POS and tok.dep not in _NOUNISH_DEPS:  # the common case: every branch below says no
+        return False
     lower, lemma = tok.lower, tok.lemma.lower()
     if tok.tag in _PARTICIPLES and lower not in _KNOWN:  # "dressed in" is a verb, not a dress
         return False
