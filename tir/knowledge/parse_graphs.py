@@ -11,6 +11,7 @@ joins them into graphs.parquet after checking that they cover every manifest row
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -79,6 +80,9 @@ def _loaded_backend(name: str, options: dict[str, Any]) -> Any:
     backend = _backend_cache.get(key)
     if backend is None:
         backend = _backend_cache[key] = get_backend(name, **options)
+        # the model's objects, alive for the whole run, leave the collector's generations: its full collections
+        # stop walking them, and forked workers stop copying their pages by touching them
+        gc.freeze()
     return backend
 
 

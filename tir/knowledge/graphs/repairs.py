@@ -43,6 +43,7 @@ _GARMENT_WORDS = GARMENTS | PLURAL_ONLY | BODY_PARTS
 _SEPARATORS = frozenset(", and or &".split())
 _SUBJECT_DEPS = frozenset(("nsubj", "nsubjpass"))
 _OVER_PREPS = frozenset("over under underneath beneath".split())
+_WORN_POS = frozenset(("NOUN", "PROPN", "ADJ", "VERB", "X"))  # the parts of speech a wearable or body part can have
 
 
 def _is_garment_word(tok: Tok) -> bool:
@@ -154,11 +155,13 @@ def _repair_part_attachment(toks: list[Tok]) -> None:
     garment conjoined to a part or a location ("a shirt with a logo and jeans") becomes the garment's conjunct,
     so the verb distributes over it and the `with` stays with its own noun.
     """
+    moved = False
     for prep in toks:
-        garment = _wearing_part_with(toks, prep)
+        garment = _wearing_part_with(toks, prep) if prep.lower == "with" else None
         if garment is not None:
-            prep.head = garment.i
-    link_children(toks)
+            prep.head, moved = garment.i, True
+    if moved:
+        link_children(toks)
     for tok in toks:
         head = toks[tok.head]
         if tok.dep != "conj" or _item_word(toks, tok) not in WEARABLES or _item_word(toks, head) in WEARABLES:
@@ -208,12 +211,10 @@ def _repair_modifier_verbs(toks: list[Tok]) -> None:
 
     The word becomes an adjective; a garment it took as object takes its place in the tree and it modifies the garment.
     """
-    changed = False
     for word in toks:
         if word.pos not in ("VERB", "AUX") or not _attribute_word(word.lower):
             continue
         word.pos = "ADJ"
-        changed = True
         garments = [c for c in _children(toks, word, "dobj", "obj", "conj", "npadvmod", "attr") if _is_wearable(toks, c)]
         if not garments:
             continue
@@ -224,15 +225,13 @@ def _repair_modifier_verbs(toks: list[Tok]) -> None:
             if c.i != garment.i and c.i > word.i:
                 c.head = garment.i
         link_children(toks)
-    if changed:
-        link_children(toks)
 
 
 def _is_wearable(toks: list[Tok], tok: Tok) -> bool:
     """A token naming something worn (typos and variants normalised), not as the kind of the next garment."""
     if tok.pos == "VERB" and tok.lower not in WEARABLES:  # "tied" is not a tie
         return False
-    if tok.pos not in ("NOUN", "PROPN", "ADJ", "VERB", "X"):
+    if tok.pos not in _WORN_POS:
         return False
     word = normalise_head(tok.text, tok.lemma)
     if word not in WEARABLES or _attribute_word(tok.lower):
@@ -328,6 +327,8 @@ def _garment_runs(toks: list[Tok]) -> list[list[_Phrase]]:
     current: list[_Phrase] = []
     floor = 0
     for tok in toks:
+        if tok.pos not in _WORN_POS:  # neither a body part nor wearable
+            continue
         if _is_body_part(tok):  # "shoulder length hiar": a phrase of its own, never part of a garment list
             start = _phrase_start(toks, tok, floor)
             runs += [current, [_Phrase(start, tok, tok)]] if current else [[_Phrase(start, tok, tok)]]
@@ -387,7 +388,7 @@ def _rebuild_run(toks: list[Tok], run: list[_Phrase]) -> None:
     outside_heads = [t for t in toks[span.start : span.stop] if t.head not in span or t.head == t.i]
     attached = [t for t in outside_heads if t.head != t.i]
     anchor = next((t for t in attached if t.head < span.start), attached[0] if attached else None)
-    old_heads = {t.i: t.head for t in toks}
+    old_heads = [t.head for t in toks]
     first = run[0].element
     if anchor is None:
         first.head, first.dep = first.i, "ROOT"
@@ -430,15 +431,19 @@ def _rebuild_run(toks: list[Tok], run: list[_Phrase]) -> None:
 
 def _break_cycles(toks: list[Tok], span: range) -> None:
     """After a rebuild, a token outside ``span`` that heads the run and hangs from it again becomes the root."""
-    rooted: set[int] = set()  # tokens known to reach a root (breaking a cycle never changes that)
+    # 0: not reached yet, 1: on the current walk, 2: known to reach a root (breaking a cycle never changes that)
+    state = [0] * len(toks)
     for tok in toks:
-        seen = set()
+        walk = []
         cur = tok
-        while cur.head != cur.i and cur.i not in seen and cur.i not in rooted:
-            seen.add(cur.i)
+        while cur.head != cur.i and not state[cur.i]:
+            state[cur.i] = 1
+            walk.append(cur.i)
             cur = toks[cur.head]
-        rooted |= seen
-        if cur.head != cur.i and cur.i in seen:  # a cycle through cur
+        cycle_at = cur.head != cur.i and state[cur.i] == 1
+        for i in walk:
+            state[i] = 2
+        if cycle_at:  # a cycle through cur
             cycle = [cur]
             nxt = toks[cur.head]
             while nxt.i != cur.i:

@@ -52,6 +52,7 @@ _LOCATION_PREPS = {"front": "in front of", "top": "on top of", "back": "in back 
 _OTHER_MARKERS = frozenset("another other second".split())
 _KNOWN = GARMENTS | BODY_PARTS | PLURAL_ONLY | frozenset(SPELLING)
 _PARTICIPLES = frozenset(("VBN", "VBD"))
+_NOT_ATTRIBUTE_POS = frozenset("DET NUM PRON PART CCONJ PUNCT ADP SYM".split())  # modifiers that never give one
 _WITH_ITEMS = GARMENTS | PLURAL_ONLY | BODY_PARTS | GARMENT_PARTS  # "walking with a bag" is (person, with, bag); with anyone else, walk with
 
 
@@ -111,6 +112,8 @@ class _Builder:
 
 def _conjuncts(toks: list[Tok], tok: Tok) -> list[Tok]:
     """``tok`` and the tokens conjoined to it (a, b and c)."""
+    if not any(toks[c].dep == "conj" for c in tok.children):  # the common case
+        return [tok]
     out, stack = [], [tok]
     while stack:
         cur = stack.pop()
@@ -155,6 +158,8 @@ def _pattern_before_garment(toks: list[Tok], tok: Tok) -> bool:
 
 def _is_object_token(toks: list[Tok], tok: Tok) -> bool:
     """True when ``tok`` names a thing (garment, body part, item), not a modifier or a location."""
+    if tok.pos not in _ITEM_POS and tok.dep not in _NOUNISH_DEPS:  # the common case: every branch below says no
+        return False
     lower, lemma = tok.lower, tok.lemma.lower()
     if tok.tag in _PARTICIPLES and lower not in _KNOWN:  # "dressed in" is a verb, not a dress
         return False
@@ -196,12 +201,13 @@ class _Rules:
     def find_objects(self) -> None:
         toks, b = self.toks, self.b
         person_word = [_is_person_word(t) for t in toks]
+        pronoun = [_is_person_pronoun(t) for t in toks]
         thing = [_is_object_token(toks, t) for t in toks]  # each token judged once: the rules read it twice
-        has_person = any(person_word) or any(_is_person_pronoun(t) for t in toks)
+        has_person = any(person_word) or any(pronoun)
         if not has_person and any(o and not p for o, p in zip(thing, person_word)):
             b.person = b.add_object("", "person", 0, 0)
         for tok in toks:
-            if _is_person_pronoun(tok):
+            if pronoun[tok.i]:
                 if b.person is None:
                     b.person = b.add_object(tok.text, PERSON_PRONOUNS[tok.lower], tok.start, tok.end)
                 if tok.lower not in ("who", "whom") or toks[tok.head].dep != "relcl":
@@ -235,7 +241,8 @@ class _Rules:
         if tok.lower in _CONTAINERS or tok.lemma.lower() in _CONTAINERS:
             return
         head = normalise_head(tok.text, tok.lemma)
-        mods = {c.lower for c in _children(toks, tok)}
+        kids = _children(toks, tok)
+        mods = {c.lower for c in kids}
         colours = {m for m in mods if m in COLOURS}
         side = next((m for m in mods if m in ("left", "right")), "")
         for obj in reversed(b.objects):
@@ -254,7 +261,7 @@ class _Rules:
         obj = b.add_object(self._object_text(tok), head, tok.start, tok.end)
         b.mention[tok.i] = obj
         b.colours[obj] = colours
-        count = max((COUNTS.get(c.lower, 1) for c in _children(toks, tok, "nummod")), default=1)
+        count = max((COUNTS.get(c.lower, 1) for c in kids if c.dep == "nummod"), default=1)
         if count > 1 and head not in BODY_PARTS:
             b.counts[obj] = count
         if side:
@@ -395,8 +402,10 @@ class _Rules:
 
     def _one_modifier(self, obj: int, mod: Tok, head: Tok) -> None:
         toks, b = self.toks, self.b
+        if mod.pos in _NOT_ATTRIBUTE_POS:
+            return
         lower = correct_attribute(mod.lower) or mod.lower
-        if mod.pos in ("DET", "NUM", "PRON", "PART", "CCONJ", "PUNCT", "ADP", "SYM") or lower in NOT_ATTRIBUTES:
+        if lower in NOT_ATTRIBUTES:
             return
         if obj == b.person and (lower in PERSON_ONLY_NOT_ATTRIBUTES or mod.dep == "compound"):
             return
@@ -484,18 +493,21 @@ class _Rules:
         toks, b = self.toks, self.b
         lemma = verb_lemma(verb.lower, verb.lemma.lower())
         subject = None
-        particles = [p.lower for p in _children(toks, verb, "prt")]
-        particles += [p.lower for p in _children(toks, verb, "prep", "advmod") if p.lower == "on" and not p.children]  # has X on
+        kids = _children(toks, verb)  # read once: the rules change no head
+        advmods = [a for a in kids if a.dep == "advmod"]
+        particles = [p.lower for p in kids if p.dep == "prt"]
+        particles += [p.lower for p in kids if p.dep in ("prep", "advmod") and p.lower == "on" and not p.children]  # has X on
         predicate = "have on" if lemma == "have" and "on" in particles else lemma
         direct = []
-        for dobj in _children(toks, verb, *_OBJECT_DEPS):
-            direct.extend(self.targets(dobj))
+        for dobj in kids:
+            if dobj.dep in _OBJECT_DEPS:
+                direct.extend(self.targets(dobj))
         if direct and lemma not in COPULAS:
             subject = self.subject_of(verb)
             for _, obj in direct:
                 b.add_relation(subject, predicate, obj, verb.start, verb.end)
-        preps = [(p, "") for p in _children(toks, verb, "prep", "agent", "dative")]
-        preps += [(p, "away ") for a in _children(toks, verb, "advmod") if a.lower == "away" for p in _children(toks, a, "prep")]
+        preps = [(p, "") for p in kids if p.dep in ("prep", "agent", "dative")]
+        preps += [(p, "away ") for a in advmods if a.lower == "away" for p in _children(toks, a, "prep")]
         for prep, away in preps:
             pred, objs, end = self._prep_phrase(prep)
             if not objs or pred == "on" and "on" in particles:
@@ -510,7 +522,7 @@ class _Rules:
                 continue
             if subject is None:
                 subject = self.subject_of(verb)
-            away = away or ("away " if any(a.lower == "away" for a in _children(toks, verb, "advmod")) else "")
+            away = away or ("away " if any(a.lower == "away" for a in advmods) else "")
             full = pred if lemma in COPULAS else f"{lemma} {away}{pred}"
             for pobj, obj in objs:
                 if pred == "with" and self._absolute_with(pobj, obj):

@@ -30,13 +30,18 @@ class Tok:
 
 def children(toks: list[Tok], tok: Tok, *deps: str) -> list[Tok]:
     """The children of ``tok`` (those with one of ``deps`` when given), in token order."""
-    return [toks[c] for c in tok.children if not deps or toks[c].dep in deps]
+    kids = tok.children
+    if not kids:
+        return []
+    if not deps:
+        return [toks[c] for c in kids]
+    return [toks[c] for c in kids if toks[c].dep in deps]
 
 
 def link_children(toks: list[Tok]) -> list[Tok]:
     """Fill every token's ``children`` (in token order) from the ``head`` indices."""
     for tok in toks:
-        tok.children.clear()
+        tok.children = []
     for tok in toks:
         if tok.head != tok.i:
             toks[tok.head].children.append(tok.i)
