@@ -96,6 +96,7 @@ class Cfack(GlobalRetrieval, Method):
         max_masks: int = 12,
         fusion_depth: int = 4,
         own_itm_fusion: bool = True,
+        negative_hardness: float = 0.0,
         itc_weight: float = 1.0,
         itm_weight: float = 1.0,
         mlm_weight: float = 1.0,
@@ -122,6 +123,10 @@ class Cfack(GlobalRetrieval, Method):
         self.text_aug_rate, self.mlm_probability, self.max_masks = text_aug_rate, mlm_probability, max_masks
         self.weights = {"itc": itc_weight, "itm": itm_weight, "mlm": mlm_weight}
         self.rerank_batch = rerank_batch
+        if not 0.0 <= negative_hardness <= 1.0:
+            raise UserError(f"cfack: method_options.negative_hardness is {negative_hardness}; use a value in [0, 1] "
+                            "(0: uniform among other identities, 1: CFACK's hard negatives)")
+        self.negative_hardness = negative_hardness
 
     def new_modules(self) -> list[nn.Module]:
         modules = (self.temperature, self.fusion, self.itm_fusion, self.itm_head, self.cnn)
@@ -152,7 +157,8 @@ class Cfack(GlobalRetrieval, Method):
         online_text = F.normalize(caption["global"].float(), dim=-1)
         generator = torch.Generator(device=pids.device).manual_seed(hash((context.seed, context.step, get_rank())) & 0x7FFFFFFF)
         image_for_text, text_for_image, text_ok, image_ok = hard_negatives(
-            online_image.detach(), online_text.detach(), pids, temperature.detach(), generator)
+            online_image.detach(), online_text.detach(), pids, temperature.detach(), generator,
+            self.negative_hardness)
         rows = torch.arange(pids.shape[0], device=pids.device)
         texts = torch.cat([rows, rows[text_ok], text_for_image[image_ok]])
         images = torch.cat([rows, image_for_text[text_ok], rows[image_ok]])
