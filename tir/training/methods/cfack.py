@@ -17,8 +17,8 @@ CFACK (AIVIETNAMResearch/Pedestrian-Matching, built on X2-VLM) ported onto tir's
   the text stream: self-attention over the caption's own tokens, cross-attention to the image tokens and a
   feed-forward block, each added to it) and X2-VLM's MLP head give 2 logits, read at the caption's end token
   (CLIP's counterpart of BERT's [CLS]), by default through a fusion of its own, not MLM's; trained on B
-  positives and 2B hard negatives sampled in proportion to softmax(similarity / temperature), same
-  identity excluded. At test, the cosine ranking's
+  positives and 2B negatives of other identities, drawn uniformly by default (``negative_hardness`` 1:
+  CFACK's hard negatives, in proportion to softmax(similarity / temperature)). At test, the cosine ranking's
   top k per query is re-scored by the match logit (``rerank``; ``tir eval --rerank-k``).
 - **MLM**: the caption with whole words masked (probability 0.5, at most 12 tokens, padding never
   masked) through the online text encoder and a fusion encoder (the matching head's with
@@ -71,6 +71,8 @@ class Cfack(GlobalRetrieval, Method):
     ``strong_augment`` "trivial" (TrivialAugmentWide; randaugment; none), ``erase_probability`` 0.6,
     ``text_aug_rate`` 0.15, ``mlm_probability`` 0.5, ``max_masks`` 12, ``fusion_depth`` 4,
     ``own_itm_fusion`` true (the matching head's fusion is not MLM's; false: one for both, as CFACK),
+    ``negative_hardness`` 0.0 (the matching head's negatives: 0 uniform among other identities, 1 CFACK's
+    softmax(similarity / temperature), which keeps a randomly initialised fusion at the 1-in-3 prior),
     ``itc_weight`` / ``itm_weight`` / ``mlm_weight`` 1.0, ``rerank_batch`` 4096 (query-candidate pairs fused at once at test)."""
 
     name = "cfack"
