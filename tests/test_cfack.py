@@ -113,6 +113,24 @@ def test_hard_negatives_follow_similarity() -> None:
     assert draws.count(1) >= 19  # image 1 (other identity, most similar) is caption 0's hard negative
 
 
+def test_hardness_zero_draws_negatives_whatever_the_similarity() -> None:
+    pids = torch.tensor([0, 0, 1, 2, 3, 4])
+    generator = torch.Generator().manual_seed(0)
+    one = torch.nn.functional.normalize(torch.randn(2, 6, 8, generator=generator), dim=-1)
+    other = torch.nn.functional.normalize(torch.randn(2, 6, 8, generator=generator), dim=-1)
+    seeds = range(30)
+    uniform = [hard_negatives(*one, pids, 0.01, torch.Generator().manual_seed(s), hardness=0.0) for s in seeds]
+    also_uniform = [hard_negatives(*other, pids, 0.01, torch.Generator().manual_seed(s), hardness=0.0) for s in seeds]
+    hard = [hard_negatives(*one, pids, 0.01, torch.Generator().manual_seed(s)) for s in seeds]
+    hard_other = [hard_negatives(*other, pids, 0.01, torch.Generator().manual_seed(s)) for s in seeds]
+    for a, b in zip(uniform, also_uniform):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # the features do not matter
+        assert (pids[a[0]] != pids).all() and (pids[a[1]] != pids).all()
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(hard, hard_other))  # they do for CFACK's sampler
+    counts = torch.bincount(torch.stack([draw[0][2] for draw in uniform]), minlength=6)  # text 2 (pid 1)
+    assert counts[2] == 0 and (counts[[0, 1, 3, 4, 5]] > 0).all()
+
+
 # ----------------------------------------------------------------------------- re-ranking
 def test_reranking_changes_only_the_top_k_of_each_ranking() -> None:
     generator = torch.Generator().manual_seed(0)
@@ -302,6 +320,8 @@ def test_forward_trains_every_new_module_but_not_the_momentum_encoders() -> None
 
 
 def test_bad_options_are_user_errors() -> None:
+    with pytest.raises(UserError, match="negative_hardness"):
+        tiny_cfack(negative_hardness=1.5)
     with pytest.raises(UserError, match="momentum"):
         tiny_cfack(momentum=1.5)
     with pytest.raises(UserError, match="pretrained-cnn"):

@@ -79,17 +79,18 @@ def hard_negatives(
     pids: torch.Tensor,
     temperature: torch.Tensor | float,
     generator: torch.Generator | None = None,
+    hardness: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One hard negative per image and per text of the local batch.
 
-    A text's negative image is drawn with probability proportional to softmax(text . image / t) + 1e-5
-    over the images of other identities (same identity: probability 0), and likewise for an image's
-    negative text. Returns (negative image of each text [B], negative text of each image [B], and
+    A text's negative image is drawn with probability proportional to softmax(hardness x text . image / t)
+    + 1e-5 over the images of other identities (same identity: probability 0), and likewise for an image's
+    negative text: ``hardness`` 1 is CFACK's sampler, 0 draws uniformly among the other identities. Returns (negative image of each text [B], negative text of each image [B], and
     whether each text / image has any other identity in the batch [B] bool); rows without one get
     index 0, to be dropped by the caller.
     """
     with torch.autocast(image.device.type, enabled=False):
-        similarity = image.float() @ text.float().t() / temperature
+        similarity = image.float() @ text.float().t() * (hardness / temperature)
     same = pids.view(-1, 1) == pids.view(1, -1)
     draws = []
     for scores in (similarity.t(), similarity):  # text -> image, then image -> text

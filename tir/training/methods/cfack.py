@@ -17,8 +17,8 @@ CFACK (AIVIETNAMResearch/Pedestrian-Matching, built on X2-VLM) ported onto tir's
   the text stream: self-attention over the caption's own tokens, cross-attention to the image tokens and a
   feed-forward block, each added to it) and X2-VLM's MLP head give 2 logits, read at the caption's end token
   (CLIP's counterpart of BERT's [CLS]), by default through a fusion of its own, not MLM's; trained on B
-  positives and 2B hard negatives sampled in proportion to softmax(similarity / temperature), same
-  identity excluded. At test, the cosine ranking's
+  positives and 2B negatives of other identities, drawn uniformly by default (``negative_hardness`` 1:
+  CFACK's hard negatives, in proportion to softmax(similarity / temperature)). At test, the cosine ranking's
   top k per query is re-scored by the match logit (``rerank``; ``tir eval --rerank-k``).
 - **MLM**: the caption with whole words masked (probability 0.5, at most 12 tokens, padding never
   masked) through the online text encoder and a fusion encoder (the matching head's with
@@ -71,6 +71,8 @@ class Cfack(GlobalRetrieval, Method):
     ``strong_augment`` "trivial" (TrivialAugmentWide; randaugment; none), ``erase_probability`` 0.6,
     ``text_aug_rate`` 0.15, ``mlm_probability`` 0.5, ``max_masks`` 12, ``fusion_depth`` 4,
     ``own_itm_fusion`` true (the matching head's fusion is not MLM's; false: one for both, as CFACK),
+    ``negative_hardness`` 0.0 (the matching head's negatives: 0 uniform among other identities, 1 CFACK's
+    softmax(similarity / temperature), which keeps a randomly initialised fusion at the 1-in-3 prior),
     ``itc_weight`` / ``itm_weight`` / ``mlm_weight`` 1.0, ``rerank_batch`` 4096 (query-candidate pairs fused at once at test)."""
 
     name = "cfack"
@@ -96,6 +98,7 @@ class Cfack(GlobalRetrieval, Method):
         max_masks: int = 12,
         fusion_depth: int = 4,
         own_itm_fusion: bool = True,
+        negative_hardness: float = 0.0,
         itc_weight: float = 1.0,
         itm_weight: float = 1.0,
         mlm_weight: float = 1.0,
@@ -122,6 +125,10 @@ class Cfack(GlobalRetrieval, Method):
         self.text_aug_rate, self.mlm_probability, self.max_masks = text_aug_rate, mlm_probability, max_masks
         self.weights = {"itc": itc_weight, "itm": itm_weight, "mlm": mlm_weight}
         self.rerank_batch = rerank_batch
+        if not 0.0 <= negative_hardness <= 1.0:
+            raise UserError(f"cfack: method_options.negative_hardness is {negative_hardness}; use a value in [0, 1] "
+                            "(0: uniform among other identities, 1: CFACK's hard negatives)")
+        self.negative_hardness = negative_hardness
 
     def new_modules(self) -> list[nn.Module]:
         modules = (self.temperature, self.fusion, self.itm_fusion, self.itm_head, self.cnn)
@@ -152,7 +159,8 @@ class Cfack(GlobalRetrieval, Method):
         online_text = F.normalize(caption["global"].float(), dim=-1)
         generator = torch.Generator(device=pids.device).manual_seed(hash((context.seed, context.step, get_rank())) & 0x7FFFFFFF)
         image_for_text, text_for_image, text_ok, image_ok = hard_negatives(
-            online_image.detach(), online_text.detach(), pids, temperature.detach(), generator)
+            online_image.detach(), online_text.detach(), pids, temperature.detach(), generator,
+            self.negative_hardness)
         rows = torch.arange(pids.shape[0], device=pids.device)
         texts = torch.cat([rows, rows[text_ok], text_for_image[image_ok]])
         images = torch.cat([rows, image_for_text[text_ok], rows[image_ok]])
