@@ -85,9 +85,10 @@ def hard_negatives(
 
     A text's negative image is drawn with probability proportional to softmax(hardness x text . image / t)
     + 1e-5 over the images of other identities (same identity: probability 0), and likewise for an image's
-    negative text: ``hardness`` 1 is CFACK's sampler, 0 draws uniformly among the other identities. Returns (negative image of each text [B], negative text of each image [B], and
-    whether each text / image has any other identity in the batch [B] bool); rows without one get
-    index 0, to be dropped by the caller.
+    negative text: ``hardness`` 1 is CFACK's sampler, 0 draws uniformly among the other identities.
+    Returns (negative image of each text [B], negative text of each image [B], and whether each text /
+    image has any other identity in the batch [B] bool); rows without one get index 0, to be dropped by
+    the caller.
     """
     with torch.autocast(image.device.type, enabled=False):
         similarity = image.float() @ text.float().t() * (hardness / temperature)

@@ -68,8 +68,9 @@ class Method(nn.Module, abc.ABC):
     """Whether ``rerank`` re-scores a query's top candidates at test time (``tir eval --rerank-k``)."""
     similarity_terms: ClassVar[dict[str, float] | None] = None
     """{feature name: weight} when ``similarity`` is the sum of weight x text[name] @ image[name].T over these
-    features (and nothing else): `tir serve` and `tir search` may then rank a large index with an int8 first
-    pass whose top k is provably the exact one (tir.search.compact). None: always the float32 scan."""
+    features (and nothing else): evaluation then computes the scores into memory reused from chunk to chunk
+    (tir.training.term_scores), and `tir serve` ranks a large index with an int8 first pass whose top k is
+    provably the exact one (tir.search.compact). None: the method's own ``similarity`` and the float32 scan."""
     rerank_only_features: ClassVar[frozenset[str]] = frozenset()
     """Feature names that only ``rerank`` reads: evaluation drops them when it does not re-rank."""
     weight_file_options: ClassVar[frozenset[str]] = frozenset()

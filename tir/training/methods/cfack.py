@@ -107,6 +107,9 @@ class Cfack(GlobalRetrieval, Method):
         super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise UserError(f"cfack: method_options.momentum is {momentum}; use a value in [0, 1) (CFACK: 0.995)")
+        if not 0.0 <= negative_hardness <= 1.0:
+            raise UserError(f"cfack: method_options.negative_hardness is {negative_hardness}; use a value in [0, 1] "
+                            "(0: uniform among other identities, 1: CFACK's hard negatives)")
         self.backbone = backbone
         self.momentum = ema_copy(backbone, momentum)
         self.temperature = LearnableTemperature(temperature, temperature_min, temperature_max)
@@ -125,9 +128,6 @@ class Cfack(GlobalRetrieval, Method):
         self.text_aug_rate, self.mlm_probability, self.max_masks = text_aug_rate, mlm_probability, max_masks
         self.weights = {"itc": itc_weight, "itm": itm_weight, "mlm": mlm_weight}
         self.rerank_batch = rerank_batch
-        if not 0.0 <= negative_hardness <= 1.0:
-            raise UserError(f"cfack: method_options.negative_hardness is {negative_hardness}; use a value in [0, 1] "
-                            "(0: uniform among other identities, 1: CFACK's hard negatives)")
         self.negative_hardness = negative_hardness
 
     def new_modules(self) -> list[nn.Module]:
