@@ -141,7 +141,7 @@ def main() -> None:
     large_s, ranks = timed(lambda: rank_features(cosine, text, image, query_pids, gallery_pids, similarity_terms=TERMS),
                            device)
     summarise(ranks.first_rank, ranks.ap, ranks.inp)
-    int8_line = int8_first_pass(text, image, query_pids, gallery_pids, chunk) if device.type == "cpu" else ""
+    int8_line = int8_first_pass(text, image, query_pids, gallery_pids, min(chunk, n)) if device.type == "cpu" else ""
 
     peak = gemm_rate(device)
     threads = torch.get_num_threads()
