@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+import tir.training.metrics as metrics_path
 from tir.training.metrics import MetricAccumulator, _hits, rank_chunk, retrieval_metrics, summarise
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def ranking_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with CPU chunks ranked by the compiled kernel and by the torch code (CUDA's path)."""
+    monkeypatch.setattr(metrics_path, "COMPILED_ON_CPU", request.param == "compiled")
+    return request.param
 
 torch.set_num_threads(1)
 
@@ -174,3 +182,16 @@ def test_many_hits_ties_and_queries_without_hits_match_the_reference(monkeypatch
     chunk = rank_chunk(sim, queries, gallery)
     assert chunk.n_hits.tolist() == [(gallery == pid).sum() for pid in queries]
     assert chunk.first_rank[3] == 0 and chunk.first_hit[3] == -1 and chunk.ap[3] == 0
+
+
+def test_gallery_ids_sorted_once_rank_like_the_plain_ids() -> None:
+    rng = np.random.default_rng(11)
+    gallery = rng.integers(0, 9, size=200)
+    queries = rng.integers(0, 10, size=17)
+    sim = rng.normal(size=(17, 200)).astype(np.float32)
+    sorted_once = metrics_path.GalleryPids.of(gallery)
+    plain, shared = rank_chunk(sim, queries, gallery), rank_chunk(sim, queries, sorted_once)
+    for name in plain.__dataclass_fields__:
+        assert torch.equal(getattr(plain, name), getattr(shared, name)), name
+    with pytest.raises(ValueError, match="200 gallery"):
+        rank_chunk(sim[:, :100], queries, sorted_once)

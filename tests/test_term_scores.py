@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tir.training.dot import dot
 from tir.training.evaluation import rank_features
 from tir.training.methods.global_retrieval import GlobalAndSelectedRetrieval, GlobalRetrieval
 from tir.training.methods.ssan import Ssan
@@ -35,7 +36,7 @@ def test_unequal_weights_scale_each_product() -> None:
     generator = torch.Generator().manual_seed(1)
     image, text = features(50, "ab", generator), features(9, "ab", generator)
     got = TermScores({"a": 0.25, "b": 2.0}, image)(text)
-    assert torch.equal(got, 0.25 * (text["a"] @ image["a"].T) + 2.0 * (text["b"] @ image["b"].T))
+    assert torch.equal(got, 0.25 * dot(text["a"], image["a"]) + 2.0 * dot(text["b"], image["b"]))
 
 
 def test_rank_features_with_terms_equals_the_plain_path() -> None:

@@ -38,16 +38,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from tir.progress import progress_bar
 from tir.training.methods.base import Features, Method
-from tir.training.metrics import ChunkRanks, MetricAccumulator, rank_chunk, summarise
+from tir.training.metrics import ChunkRanks, GalleryPids, MetricAccumulator, rank_chunk, summarise
 from tir.training.precision import autocast
 from tir.training.rerank import reranked_similarity
 from tir.training.term_scores import TermScores
 from tir.training.transforms import model_input
 
-# similarity entries computed and ranked at once (256 MiB of float32 per similarity matrix of a chunk): each
-# chunk's matmul packs the whole gallery again, so 671 queries against a 100,000-image gallery run at 35 GFLOP/s
-# on one thread where 335 run at 31 and 167 at 28; 1,342 gain nothing more
-CHUNK_ELEMENTS = 1 << 26
+# similarity entries computed and ranked at once (512 MiB of float32 per similarity matrix of a chunk): each
+# chunk's matmul packs the whole gallery again, so on 2 cores (tir.training.dot, OpenBLAS here) 1,342 queries against
+# a 100,000-image gallery run at 144 GFLOP/s where 671 run at 126 and 335 at 119; 2,684 gain nothing more
+CHUNK_ELEMENTS = 1 << 27
 TOP_K = 10
 
 
@@ -183,6 +183,8 @@ def rank_features(
     n_gallery = next(iter(image_features.values())).shape[0]
     chunk_size = chunk_size or default_chunk_size(n_gallery)
     query_pids = torch.as_tensor(query_pids)
+    device = next(iter(text_features.values())).device
+    gallery = GalleryPids.of(gallery_pids, device)  # sorted once for every chunk
     accumulator = MetricAccumulator()
     buffered = (TermScores(similarity_terms, image_features) if similarity_terms and all(
         name in text_features and name in image_features for name in similarity_terms) else None)
@@ -190,11 +192,11 @@ def rank_features(
         stop = min(start + chunk_size, n_queries)
         queries = _rows(text_features, start, stop)
         scores = buffered(queries) if buffered is not None else similarity(queries, image_features)
-        accumulator.add(rank_chunk(scores, query_pids[start:stop], gallery_pids, top_k=top_k))
+        accumulator.add(rank_chunk(scores, query_pids[start:stop], gallery, top_k=top_k))
         if reranking is not None:
             began = time.perf_counter()
             reranked = reranked_similarity(scores, reranking.k, lambda top: reranking.rescore(queries, image_features, top))
-            reranking.ranks.add(rank_chunk(reranked, query_pids[start:stop], gallery_pids, top_k=top_k))
+            reranking.ranks.add(rank_chunk(reranked, query_pids[start:stop], gallery, top_k=top_k))
             reranking.seconds += time.perf_counter() - began
     return accumulator.merged()
 

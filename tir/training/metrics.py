@@ -18,7 +18,9 @@ Two forms:
 - ``rank_chunk`` + ``MetricAccumulator`` for a chunk of queries at a time, so that a 100k x 100k
   evaluation never holds the full matrix (``tir.training.evaluation`` uses this form).
 
-Inputs may be numpy arrays or torch tensors (any device); work is done in torch, vectorised per chunk.
+Inputs may be numpy arrays or torch tensors (any device). On CPU a chunk is ranked by one compiled pass per
+row (``tir.training.rank_kernel``, numba); elsewhere (CUDA) by the torch code below, vectorised per chunk.
+Both give the same ranks and top k (tests/test_rank_kernel.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 
 ArrayLike = np.ndarray | torch.Tensor
 METRIC_KEYS: tuple[str, ...] = ("R1", "R5", "R10", "mAP", "mINP", "rSum")
+NAN_SIMILARITY = "the similarity holds NaN: the model's features are not finite (did training diverge?)"
 
 
 def _tensor(values: ArrayLike, device: torch.device | None = None) -> torch.Tensor:
@@ -58,6 +61,9 @@ class ChunkRanks:
 # through the gather, subtract, sign and sums (3x faster than 64 MiB blocks; on one thread, 4,000 hits against
 # 50,000 images: 309 ms against 356 for 2 MiB blocks and 403 for 512 KiB); GPUs want large blocks instead.
 HIT_BLOCK_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 26}
+# On CPU, chunks are ranked by the compiled kernel (tir.training.rank_kernel); tests turn this off to run the torch
+# path, which CUDA takes, on CPU too.
+COMPILED_ON_CPU = True
 # Columns per group in the top k's first pass (``_top_by_groups``): one maximum per group of a row.
 TOP_GROUP = 64
 
@@ -91,19 +97,37 @@ def _hit_ranks(sim: torch.Tensor, hit_rows: torch.Tensor, hit_cols: torch.Tensor
     return ranks
 
 
-def _hits(query_pids: torch.Tensor, gallery_pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class GalleryPids:
+    """The gallery's person ids sorted once (stably), so that each query's hits are one slice of them.
+
+    ``rank_chunk`` takes it in place of the ids, so that evaluating chunk after chunk sorts the gallery once."""
+
+    sorted_pids: torch.Tensor  # int64, ascending
+    positions: torch.Tensor  # int64: the gallery index of each sorted id
+
+    @classmethod
+    def of(cls, gallery_pids: ArrayLike, device: torch.device | None = None) -> "GalleryPids":
+        order = torch.sort(_tensor(gallery_pids, device).reshape(-1).long(), stable=True)
+        return cls(order.values, order.indices)
+
+    def __len__(self) -> int:
+        return self.sorted_pids.numel()
+
+
+def _hits(query_pids: torch.Tensor, gallery: GalleryPids | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(query row, gallery index) of every hit, rows ascending and gallery indices ascending within a row.
 
-    The gallery is sorted by person id once, so each query's hits are one slice of it: the cost is the
-    number of hits (plus a sort of the gallery ids), not queries x gallery.
+    With the gallery's ids sorted, each query's hits are one slice of them: the cost is the number of hits
+    (plus a sort of the gallery ids when ``gallery`` holds them unsorted), not queries x gallery.
     """
-    order = torch.sort(gallery_pids.long(), stable=True)
+    order = gallery if isinstance(gallery, GalleryPids) else GalleryPids.of(gallery)
     queries = query_pids.long()
-    first = torch.searchsorted(order.values, queries)
-    n_hits = torch.searchsorted(order.values, queries, right=True) - first
+    first = torch.searchsorted(order.sorted_pids, queries)
+    n_hits = torch.searchsorted(order.sorted_pids, queries, right=True) - first
     rows = torch.repeat_interleave(torch.arange(queries.numel(), device=queries.device), n_hits)
     within = torch.arange(rows.numel(), device=queries.device) - (n_hits.cumsum(0) - n_hits)[rows]
-    return rows, order.indices[first[rows] + within]
+    return rows, order.positions[first[rows] + within]
 
 
 def _stable_top(values: torch.Tensor, indices: torch.Tensor, k: int) -> torch.Tensor:
@@ -169,10 +193,24 @@ def _top_by_groups(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     return top, torch.maximum(best[:, 0], sim[:, whole:].amax(1)) if whole < n_gallery else best[:, 0]
 
 
-def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: ArrayLike, top_k: int = 10) -> ChunkRanks:
+def _checked_top(sim: torch.Tensor, k: int) -> torch.Tensor:
+    """``top_indices(sim, k)``, after checking that ``sim`` holds no NaN (the torch path, for CUDA)."""
+    n_queries = sim.shape[0]
+    if k and n_queries:
+        top, row_max = _top(sim, k)
+    else:  # amax propagates NaN in one pass, with no mask
+        top, row_max = torch.empty(n_queries, k, dtype=torch.int64, device=sim.device), sim.amax() if sim.numel() else sim.sum()
+    if bool(torch.isnan(row_max).any()):
+        raise ValueError(NAN_SIMILARITY)
+    return top
+
+
+def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: ArrayLike | GalleryPids,
+               top_k: int = 10) -> ChunkRanks:
     """Rank the gallery for a chunk of queries and summarise where each query's hits fall.
 
-    ``similarity`` is [q, G] (higher = more similar), ``query_pids`` [q], ``gallery_pids`` [G].
+    ``similarity`` is [q, G] (higher = more similar), ``query_pids`` [q], ``gallery_pids`` [G] (or
+    ``GalleryPids.of`` them, on the similarity's device, to sort them once for many chunks).
     The gallery is never sorted: a hit's rank is the count of items scoring above it (ties by gallery
     order), and only the ``top_k`` best items are ordered. Memory is O(q x G); choose the chunk size accordingly.
     """
@@ -180,19 +218,23 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
     if sim.ndim != 2:
         raise ValueError(f"similarity must be 2-D [queries, gallery], got shape {tuple(sim.shape)}")
     qp = _tensor(query_pids, sim.device).reshape(-1)
-    gp = _tensor(gallery_pids, sim.device).reshape(-1)
-    if sim.shape != (qp.numel(), gp.numel()):
-        raise ValueError(f"similarity shape {tuple(sim.shape)} does not match {qp.numel()} queries x {gp.numel()} gallery")
+    gallery = gallery_pids if isinstance(gallery_pids, GalleryPids) else GalleryPids.of(gallery_pids, sim.device)
+    if sim.shape != (qp.numel(), len(gallery)):
+        raise ValueError(f"similarity shape {tuple(sim.shape)} does not match {qp.numel()} queries x {len(gallery)} gallery")
     n_queries, n_gallery = sim.shape
     k = min(top_k, n_gallery)
-    if k and n_queries:
-        top, row_max = _top(sim, k)
-    else:  # amax propagates NaN in one pass, with no mask
-        top, row_max = torch.empty(n_queries, k, dtype=torch.int64, device=sim.device), sim.amax() if sim.numel() else sim.sum()
-    if bool(torch.isnan(row_max).any()):
-        raise ValueError("the similarity holds NaN: the model's features are not finite (did training diverge?)")
-    hit_rows, hit_cols = _hits(qp, gp)
-    hit_rank = _hit_ranks(sim, hit_rows, hit_cols)
+    hit_rows, hit_cols = _hits(qp, gallery)
+    if COMPILED_ON_CPU and sim.device.type == "cpu" and sim.dtype in (torch.float32, torch.float64):
+        from tir.training.rank_kernel import rank_rows  # compiled on first use
+
+        hit_start = torch.zeros(n_queries + 1, dtype=torch.int64)
+        torch.cumsum(torch.bincount(hit_rows, minlength=n_queries), 0, out=hit_start[1:])
+        top, hit_rank, finite = rank_rows(sim, hit_start, hit_cols, k)
+        if not finite:
+            raise ValueError(NAN_SIMILARITY)
+    else:
+        top = _checked_top(sim, k)
+        hit_rank = _hit_ranks(sim, hit_rows, hit_cols)
     by_rank = torch.argsort(hit_rows * (n_gallery + 1) + hit_rank)  # rows stay grouped, ranks ascend within a row
     rows, rank = hit_rows[by_rank], hit_rank[by_rank]
     n_hits = torch.bincount(rows, minlength=n_queries)
@@ -263,6 +305,7 @@ def retrieval_metrics(
     if sim.ndim != 2 or sim.shape[0] != qp.numel():
         raise ValueError(f"similarity shape {tuple(sim.shape)} does not match {qp.numel()} queries")
     accumulator = MetricAccumulator()
+    gallery = GalleryPids.of(gallery_pids, sim.device)
     for start in range(0, sim.shape[0], chunk_size):
-        accumulator.add(rank_chunk(sim[start : start + chunk_size], qp[start : start + chunk_size], gallery_pids, top_k=0))
+        accumulator.add(rank_chunk(sim[start : start + chunk_size], qp[start : start + chunk_size], gallery, top_k=0))
     return accumulator.compute()

@@ -1,8 +1,8 @@
 """A plain-dot-product similarity computed chunk after chunk into the same memory.
 
 For a method whose ``similarity`` is ``sum_t w_t * text[t] @ image[t].T`` (``Method.similarity_terms``),
-``TermScores`` gives the same float32 matrix for one chunk of queries at a time, written by ``torch.mm``
-into buffers kept from one chunk to the next. A fresh [chunk, gallery] result per chunk (256 MiB in
+``TermScores`` gives the same float32 matrix for one chunk of queries at a time, written by
+``tir.training.dot`` (the methods' own product) into buffers kept from one chunk to the next. A fresh [chunk, gallery] result per chunk (512 MiB in
 evaluation) is new memory that the kernel must map and zero page by page: on a 2-core CPU about 15% on
 top of the matmul itself.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from tir.training.dot import dot
 from tir.training.methods.base import Features
 
 
@@ -27,12 +28,12 @@ class TermScores:
         if not terms:
             raise ValueError("TermScores needs at least one similarity term")
         self.terms = terms
-        self.gallery = {name: image[name].reshape(len(image[name]), -1).t() for name in terms}
+        self.gallery = {name: image[name].reshape(len(image[name]), -1) for name in terms}
         self.buffers: list[torch.Tensor] = []
 
     def _buffer(self, index: int, rows: int, like: torch.Tensor) -> torch.Tensor:
         """Buffer ``index`` as [rows, gallery] of ``like``'s dtype and device, grown when too small."""
-        shape = (rows, like.shape[1])
+        shape = (rows, like.shape[0])
         if len(self.buffers) <= index:
             self.buffers.append(like.new_empty(shape))
         elif self.buffers[index].shape[0] < rows:
@@ -45,7 +46,7 @@ class TermScores:
         total: torch.Tensor | None = None
         for name, weight in self.terms.items():
             queries, gallery = text[name].reshape(len(text[name]), -1), self.gallery[name]
-            product = torch.mm(queries, gallery, out=self._buffer(0 if total is None else 1, len(queries), gallery))
+            product = dot(queries, gallery, out=self._buffer(0 if total is None else 1, len(queries), gallery))
             if shared is None and weight != 1:
                 product.mul_(weight)
             total = product if total is None else total.add_(product)

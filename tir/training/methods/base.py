@@ -91,7 +91,8 @@ class Method(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
-        """Similarity [n_text, n_image] used to rank the gallery (higher is more similar)."""
+        """Similarity [n_text, n_image] used to rank the gallery (higher is more similar); its matrix products
+        go through ``tir.training.dot.dot``, as evaluation's and search's do."""
 
     def new_modules(self) -> Iterable[nn.Module]:
         """Modules created by the method (trained at the larger learning rate); the backbone is not one."""

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from tir.training.dot import dot
 from tir.training.heads.token_selection import TokenSelectionEmbedding
 from tir.training.methods.base import Features
 from tir.training.model import Backbone
@@ -25,7 +26,7 @@ class GlobalRetrieval:
         return {"global": F.normalize(self.backbone.encode_text(text, skip_padding=True)["global"].float(), dim=-1)}
 
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
-        return text_features["global"] @ image_features["global"].t()
+        return dot(text_features["global"], image_features["global"])
 
 
 class GlobalAndSelectedRetrieval:
@@ -68,6 +69,6 @@ class GlobalAndSelectedRetrieval:
         return torch.where(kept & valid, scores, torch.zeros_like(scores))
 
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
-        whole = text_features["global"] @ image_features["global"].t()
-        selected = text_features["selected"] @ image_features["selected"].t()
+        whole = dot(text_features["global"], image_features["global"])
+        selected = dot(text_features["selected"], image_features["selected"])
         return (whole + selected) / 2

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tir.training.cross_captions import CrossCaptions
+from tir.training.dot import dot
 from tir.training.heads.parts import LEAKY_SLOPE, NonLocalParts, PerPart, WordPartScores, pool_stripes, stripe_bounds
 from tir.training.losses_ssan import compound_ranking_loss, flat_normalised, part_id_loss
 from tir.training.methods.base import EpochContext, EvalFigures, Features, Method, StepContext, register
@@ -109,7 +110,7 @@ class Ssan(Method):
         return dict(zip(LEVELS, map(flat_normalised, self.text_levels(text, skip_padding=True))))
 
     def similarity(self, text_features: Features, image_features: Features) -> torch.Tensor:
-        return sum(text_features[level] @ image_features[level].t() for level in LEVELS)  # type: ignore[return-value]
+        return sum(dot(text_features[level], image_features[level]) for level in LEVELS)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ training
     def use_train_set(self, text: torch.Tensor, pids: np.ndarray, images: np.ndarray) -> None:
