@@ -23,6 +23,7 @@ import os
 import platform
 import time
 
+import tir  # noqa: F401  (before numpy and torch: it sets OpenBLAS's thread timeout, as the `tir` command does)
 import torch
 
 from tir.search.compact import CompactIndex

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +80,13 @@ def test_numpy_runs_on_torchs_thread_count_and_leaves_openblas_as_it_was(monkeyp
         torch.set_num_threads(threads)
     assert seen and set(seen) == {1}
     assert [info["num_threads"] for info in threadpool_info() if info["internal_api"] == "openblas"] == before
+
+
+@pytest.mark.parametrize("preset", [None, "12"])
+def test_importing_tir_first_shortens_openblas_spinning_unless_the_user_chose(preset: str | None) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    shown = subprocess.run([sys.executable, "-c", "import tir, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"],
+                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert shown == (preset or "4")
