@@ -168,7 +168,7 @@ def parse_graphs(
 def _read_chunk(path: Path, dataset: str) -> pa.Table:
     """A parsed chunk; a damaged one is a UserError saying to delete it so that a re-run parses it again."""
     try:
-        return pq.read_table(path)
+        return store.read_parquet(path)
     except (pa.ArrowException, OSError) as error:
         raise UserError(f"parsed chunk is damaged ({type(error).__name__}); delete it and run "
                         f"`tir parse-graphs {dataset}` again (it re-parses only that chunk)", path=path) from None
