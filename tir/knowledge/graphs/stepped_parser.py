@@ -1,0 +1,90 @@
+"""spaCy's greedy dependency parser, its transition loop stepped from Python: same Docs, less time.
+
+spaCy's compiled loop (``Parser.greedy_parse``) runs without the GIL but takes and drops it again for every hidden
+unit of every state at every step (Cython's generated code around an inlined helper in ``predict_states``): a
+sampling profile put about 14% of one parse-graphs process's time in those lock hand-offs. :func:`install` puts
+one component in the parser's place that steps the same model the way spaCy's own beam search and training do
+(``ParserStepModel.predict`` on the unfinished states: the same compiled feature sums, bias, maxout and output
+layer, then the parser's compiled ``transition_states``), each step one batch of states with the GIL held
+throughout. Batches are formed as spaCy's ``Parser.pipe`` forms them (sorted by length, a quarter of the batch
+size each); the Docs were identical on every caption compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+COMPONENT = "tir_stepped_parser"
+PARSER = "parser"
+
+
+class SteppedParser:
+    """Runs ``parser``'s greedy parse one transition step at a time over a batch of states."""
+
+    def __init__(self, parser: Any) -> None:
+        self.parser = parser
+
+    def __call__(self, doc):
+        self.parser.set_annotations([doc], self._parse([doc]))
+        return doc
+
+    def pipe(self, docs: Iterable, batch_size: int = 256) -> Iterator:
+        """The Docs, parsed in batches grouped as spaCy's ``Parser.pipe`` groups them, in their order."""
+        from spacy.util import minibatch
+
+        error_handler = self.parser.get_error_handler()
+        for batch in minibatch(docs, size=batch_size):
+            batch_in_order = list(batch)
+            try:
+                by_length = sorted(batch_in_order, key=len)
+                for subbatch in minibatch(by_length, size=max(batch_size // 4, 2)):
+                    subbatch = list(subbatch)
+                    self.parser.set_annotations(subbatch, self._parse(subbatch))
+                yield from batch_in_order
+            except Exception as error:  # spaCy's contract: the pipeline's error handler decides
+                error_handler(self.parser.name, self.parser, batch_in_order, error)
+
+    def _parse(self, docs: list) -> list:
+        """The final parse states of ``docs`` (greedy: the best valid transition at each step)."""
+        parser = self.parser
+        if not any(len(doc) for doc in docs):
+            return parser.moves.init_batch(docs)
+        parser._ensure_labels_are_added(docs)
+        batch = parser.moves.init_batch(docs)
+        model = parser.model.predict(docs)  # precomputes each token's hidden features once
+        states = [state for state in batch if not state.is_final()]
+        while states:
+            states = parser.transition_states(states, model.predict(states))
+        model.clear_memory()
+        return batch
+
+
+def steppable(nlp) -> bool:
+    """True when ``nlp`` has an enabled greedy parser whose model this stepping reproduces: spaCy's transition
+    model with maxout hidden units and an output layer, on the CPU."""
+    from thinc.api import NumpyOps
+
+    if PARSER not in nlp.pipe_names:
+        return False
+    parser = nlp.get_pipe(PARSER)
+    model = getattr(parser, "model", None)
+    if getattr(parser, "cfg", {}).get("beam_width") != 1 or getattr(model, "name", None) != "parser_model":
+        return False
+    lower = model.get_ref("lower")
+    return bool(model.attrs.get("has_upper")) and lower.has_dim("nP") is True and lower.get_dim("nP") >= 2 \
+        and all(isinstance(node.ops, NumpyOps) for node in model.walk())
+
+
+def install(nlp) -> bool:
+    """Replace the parser of ``nlp`` (disabled, kept) by a :class:`SteppedParser` when :func:`steppable`;
+    returns whether it did."""
+    from spacy.language import Language
+
+    if not steppable(nlp):
+        return False
+    if COMPONENT not in Language.factories:
+        Language.factory(COMPONENT, func=lambda nlp, name: SteppedParser(nlp.get_pipe(PARSER)))
+    nlp.add_pipe(COMPONENT, after=PARSER)
+    nlp.disable_pipe(PARSER)
+    return True
