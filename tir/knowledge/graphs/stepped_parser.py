@@ -1,13 +1,14 @@
 """spaCy's greedy dependency parser, its transition loop stepped from Python: same Docs, less time.
 
 spaCy's compiled loop (``Parser.greedy_parse``) runs without the GIL but takes and drops it again for every hidden
-unit of every state at every step (Cython's generated code around an inlined helper in ``predict_states``): a
-sampling profile put about 14% of one parse-graphs process's time in those lock hand-offs. :func:`install` puts
-one component in the parser's place that steps the same model the way spaCy's own beam search and training do
-(``ParserStepModel.predict`` on the unfinished states: the same compiled feature sums, bias, maxout and output
-layer, then the parser's compiled ``transition_states``), each step one batch of states with the GIL held
-throughout. Batches are formed as spaCy's ``Parser.pipe`` forms them (sorted by length, a quarter of the batch
-size each); the Docs were identical on every caption compared.
+unit of every state at every step (spaCy 3.8's compiled ``predict_states`` calls ``PyGILState_Ensure`` and
+``PyGILState_Release`` inside that loop): a sampling profile put about 14% of one parse-graphs process's time in
+those lock hand-offs. :func:`install` puts one component in the parser's place that steps the same model as
+spaCy's own step model does (``ParserStepModel``: the token ids of each state's features, the compiled feature
+sums with bias and maxout, the output layer through the model's ops), then applies the parser's compiled
+``transition_states``, each step one batch of states with the GIL held throughout. Batches are formed as spaCy's
+``Parser.pipe`` forms them (sorted by length, a quarter of the batch size each); the Docs were identical on every
+caption compared.
 """
 
 from __future__ import annotations
@@ -47,33 +48,44 @@ class SteppedParser:
 
     def _parse(self, docs: list) -> list:
         """The final parse states of ``docs`` (greedy: the best valid transition at each step)."""
+        import numpy
+
         parser = self.parser
         if not any(len(doc) for doc in docs):
             return parser.moves.init_batch(docs)
         parser._ensure_labels_are_added(docs)
         batch = parser.moves.init_batch(docs)
-        model = parser.model.predict(docs)  # precomputes each token's hidden features once
+        model = parser.model.predict(docs)  # a ParserStepModel: each token's hidden features computed once
+        hidden, upper = model.state2vec, model.vec2scores
+        weights, bias = upper.get_param("W"), upper.get_param("b")
+        unseen = numpy.flatnonzero(model._class_mask == 0)  # classes the model never saw: scored lowest
         states = [state for state in batch if not state.is_final()]
-        while states:
-            states = parser.transition_states(states, model.predict(states))
+        while states:  # the step of spaCy's step_forward (prediction), without its per-call layer dispatch
+            scores = upper.ops.gemm(hidden.predict(model.get_token_ids(states)), weights, trans2=True)
+            scores += bias
+            if unseen.size:
+                scores[:, unseen] = numpy.nanmin(scores)
+            states = parser.transition_states(states, scores)
         model.clear_memory()
         return batch
 
 
 def steppable(nlp) -> bool:
     """True when ``nlp`` has an enabled greedy parser whose model this stepping reproduces: spaCy's transition
-    model with maxout hidden units and an output layer, on the CPU."""
+    model with maxout hidden units and a linear output layer, on the CPU."""
+    from spacy.ml import tb_framework
     from thinc.api import NumpyOps
+    from thinc.layers import linear
 
     if PARSER not in nlp.pipe_names:
         return False
     parser = nlp.get_pipe(PARSER)
     model = getattr(parser, "model", None)
-    if getattr(parser, "cfg", {}).get("beam_width") != 1 or getattr(model, "name", None) != "parser_model":
+    if getattr(parser, "cfg", {}).get("beam_width") != 1 or getattr(model, "_func", None) is not tb_framework.forward:
         return False
-    lower = model.get_ref("lower")
+    lower, upper = model.get_ref("lower"), model.get_ref("upper")
     return bool(model.attrs.get("has_upper")) and lower.has_dim("nP") is True and lower.get_dim("nP") >= 2 \
-        and all(isinstance(node.ops, NumpyOps) for node in model.walk())
+        and upper._func is linear.forward and all(isinstance(node.ops, NumpyOps) for node in model.walk())
 
 
 def install(nlp) -> bool:
