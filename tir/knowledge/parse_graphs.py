@@ -32,9 +32,10 @@ from tir.pipeline import layout, store
 from tir.progress import log, progress_bar
 
 STAGE = "parse-graphs"
-CHUNK_SIZE = 2048
+CHUNK_SIZE = 512  # captions per chunk: small enough that two workers end within a second of each other
 _SHARD_RE = re.compile(r"graphs\.shard-(\d+)-of-(\d+)\.parquet$")
 _backend_cache: dict[str, Any] = {}
+_forked_rows: pa.Table | None = None  # a forked worker's manifest rows, inherited from the stage's process
 # backends that run on numpy and thinc only: safe to fork once loaded (stanza runs torch, whose threads are not)
 _FORK_BACKENDS = frozenset(("spacy",))
 
@@ -138,7 +139,7 @@ def parse_graphs(
     if shard is not None:
         start, stop = shard_rows(table.num_rows, *shard)
         table = table.slice(start, stop - start)
-    parts = _part_folder(out, options, manifest)
+    parts = _part_folder(out, options, manifest, chunk_size)
     if force and parts.exists():
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
@@ -174,10 +175,10 @@ def _read_chunk(path: Path, dataset: str) -> pa.Table:
                         f"`tir parse-graphs {dataset}` again (it re-parses only that chunk)", path=path) from None
 
 
-def _part_folder(out: Path, options: dict[str, Any], manifest: Path) -> Path:
-    """The folder holding finished chunks of this exact run (same options, same manifest content)."""
+def _part_folder(out: Path, options: dict[str, Any], manifest: Path, chunk_size: int) -> Path:
+    """The folder holding finished chunks of this exact run (same options, manifest content and chunk size)."""
     fp = store.fingerprint(manifest)
-    key = hashlib.sha256(json.dumps([options, fp["size"], fp["sha256"] or fp["mtime_ns"]], sort_keys=True).encode())
+    key = hashlib.sha256(json.dumps([options, fp["size"], fp["sha256"] or fp["mtime_ns"], chunk_size], sort_keys=True).encode())
     prefix = f".{out.name}.parts-"
     for stale in out.parent.glob(prefix + "*"):
         if stale.name != prefix + key.hexdigest()[:16]:
@@ -185,9 +186,18 @@ def _part_folder(out: Path, options: dict[str, Any], manifest: Path) -> Path:
     return out.parent / (prefix + key.hexdigest()[:16])
 
 
-def _parse_chunk_args(args: tuple[str, dict[str, Any], pa.Table, Path]) -> int:
-    """:func:`_parse_chunk` on one tuple of arguments (for ``Pool.imap_unordered``)."""
-    return _parse_chunk(*args)
+def _hold_rows(rows: pa.Table) -> None:
+    """A forked worker's start: keep the manifest rows it inherited (chunks then travel as row ranges; a pickled
+    slice of a table carries the whole table)."""
+    global _forked_rows
+    _forked_rows = rows
+
+
+def _parse_forked_chunk(args: tuple[str, dict[str, Any], int, int, Path]) -> int:
+    """:func:`_parse_chunk` on the rows [start, start + length) of the inherited manifest (``Pool.imap_unordered``)."""
+    name, options, start, length, out = args
+    assert _forked_rows is not None, "a forked worker starts with _hold_rows"
+    return _parse_chunk(name, options, _forked_rows.slice(start, length), out)
 
 
 def _run_chunks(
@@ -202,11 +212,12 @@ def _run_chunks(
 ) -> None:
     if jobs > 1 and len(todo) > 1 and backend in _FORK_BACKENDS and "fork" in multiprocessing.get_all_start_methods():
         _loaded_backend(backend, options)  # loaded once, here: the forked workers start with it (no start-up each)
-        work = [(backend, options, table.slice(k, chunk_size), path) for k, path in todo]
-        with multiprocessing.get_context("fork").Pool(min(jobs, len(todo))) as pool:
+        work = [(backend, options, k, chunk_size, path) for k, path in todo]
+        # fork: the workers inherit the model and the rows (initializer arguments are not pickled)
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(todo)), _hold_rows, (table,)) as pool:
             with progress_bar(table.num_rows, f"parse-graphs {label}", unit="captions") as bar:
                 bar.update(done_rows)
-                for count in pool.imap_unordered(_parse_chunk_args, work):
+                for count in pool.imap_unordered(_parse_forked_chunk, work):
                     bar.update(count)
         return
     with progress_bar(table.num_rows, f"parse-graphs {label}", unit="captions") as bar:
