@@ -214,3 +214,11 @@ def test_unknown_backend_and_missing_stanza_models(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="en/"):
         parse_graphs(folder, backend="stanza", backend_options={"stanza_dir": str(tmp_path)})
     assert os.environ.get("STANZA_RESOURCES_DIR") is None
+
+
+def test_the_collector_thresholds_are_restored_after_a_serial_run(tmp_path):
+    import gc
+
+    before = gc.get_threshold()
+    parse_graphs(write_manifest(tmp_path, CAPTIONS), chunk_size=2)
+    assert gc.get_threshold() == before
