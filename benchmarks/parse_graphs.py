@@ -31,7 +31,7 @@ from tir.knowledge.graphs.spacy_backend import load_spacy
 from tir.knowledge.graphs.tree import from_spacy
 from tir.pipeline import store
 
-_MODEL_PARTS = ("spacy tokenizer", "spacy tok2vec", "spacy tagger", "spacy parser")  # spaCy's own work, model fixed
+_MODEL_PARTS = ("spacy tokenizer", "spacy tok2vec", "spacy tagger", "spacy parser", "spacy tir_stepped_parser")  # the model's own work
 GOLD = Path(__file__).resolve().parents[1] / "tests" / "data" / "gold_graphs_real_style.jsonl"
 
 

@@ -89,6 +89,16 @@ def test_interrupted_run_resumes_from_finished_chunks(tmp_path):
     assert pq.read_table(done.path).drop(["parser"]).equals(pq.read_table(whole.path).drop(["parser"]))
 
 
+def test_a_resume_with_another_chunk_size_parses_again(tmp_path):
+    """Chunks are named by their first row: those of another chunk size must not be taken for this run's."""
+    folder = write_manifest(tmp_path, CAPTIONS * 3)
+    parse_graphs(folder, chunk_size=4, max_chunks=2)
+    done = parse_graphs(folder, chunk_size=3, jobs=2)
+    assert done.resumed_chunks == 0 and done.rows == 18
+    whole = parse_graphs(write_manifest(tmp_path / "again", CAPTIONS * 3))
+    assert pq.read_table(done.path).equals(pq.read_table(whole.path))
+
+
 def test_a_chunk_deleted_during_a_resume_is_an_error_not_zero_graphs(tmp_path, monkeypatch):
     from tir.knowledge import parse_graphs as module
 
@@ -204,3 +214,11 @@ def test_unknown_backend_and_missing_stanza_models(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="en/"):
         parse_graphs(folder, backend="stanza", backend_options={"stanza_dir": str(tmp_path)})
     assert os.environ.get("STANZA_RESOURCES_DIR") is None
+
+
+def test_the_collector_thresholds_are_restored_after_a_serial_run(tmp_path):
+    import gc
+
+    before = gc.get_threshold()
+    parse_graphs(write_manifest(tmp_path, CAPTIONS), chunk_size=2)
+    assert gc.get_threshold() == before

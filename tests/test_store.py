@@ -167,3 +167,13 @@ def test_fingerprint_hash_is_the_contents_sha256(tmp_path):
         path = tmp_path / name
         path.write_bytes(data)
         assert store.fingerprint(path)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_read_table_reads_columns_like_pyarrow_and_names_a_missing_one(tmp_path):
+    table = pa.table({"x": pa.array([1, 2, 3], pa.int64()), "s": pa.array(["a", "b", "a"]).dictionary_encode()})
+    out = store.write_table(table, tmp_path / "a.parquet", stage="prepare", options={}, inputs={})
+    read = store.read_table(out, stage="prepare", columns=["s", "x"])
+    assert read.equals(pq.read_table(out, columns=["s", "x"]))
+    assert read.schema.equals(pq.read_table(out, columns=["s", "x"]).schema, check_metadata=True)
+    with pytest.raises(UserError, match="no column 'y'.*re-run `tir prepare` --force"):
+        store.read_table(out, stage="prepare", columns=["x", "y"])

@@ -6,7 +6,7 @@ import importlib.util
 from collections.abc import Sequence
 
 from tir.errors import UserError
-from tir.knowledge.graphs import cached_attributes
+from tir.knowledge.graphs import cached_attributes, stepped_parser
 from tir.knowledge.graphs.lexicon import JOINED
 from tir.knowledge.graphs.normalise import correct_attribute, verb_typo
 from tir.knowledge.graphs.rules import build_graph
@@ -36,7 +36,8 @@ def choose_model(name: str | None) -> str:
 
 def load_spacy(name: str | None):
     """The spaCy pipeline without NER, hyphenated words kept whole, split compounds (t shirt) joined, matrix
-    products on numpy's BLAS and the attribute ruler and lemmatizer cached (same Docs, less time)."""
+    products on numpy's BLAS, the attribute ruler and lemmatizer cached and the parser stepped from Python (same
+    Docs, less time)."""
     model = choose_model(name)
     spacy = _import_spacy(without_torch=model in DEFAULT_MODELS)
     from spacy.language import Language
@@ -58,6 +59,7 @@ def load_spacy(name: str | None):
     nlp.add_pipe(_TYPO_COMPONENT, after=_JOIN_COMPONENT)
     _use_numpy_blas(nlp)
     cached_attributes.install(nlp)
+    stepped_parser.install(nlp)
     return nlp
 
 
