@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tir.training.metrics as metrics
-from tir.training.rank_kernel import MIN_ROWS_PER_THREAD_ELEMENTS, TILE, WARM, rank_rows
+from tir.training.rank_kernel import MIN_ELEMENTS_PER_THREAD, TILE, WARM, rank_rows
 
 
 def by_torch(monkeypatch: pytest.MonkeyPatch, sim: np.ndarray, queries: np.ndarray, gallery: np.ndarray, k: int = 10):
@@ -80,7 +80,7 @@ def test_small_galleries_and_any_k_match_the_torch_path(monkeypatch: pytest.Monk
 def test_threads_split_the_rows_without_changing_anything(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(3)
     n_gallery = TILE + 300
-    rows = 2 * MIN_ROWS_PER_THREAD_ELEMENTS // n_gallery + 3  # enough for two threads
+    rows = 2 * MIN_ELEMENTS_PER_THREAD // n_gallery + 3  # enough for two threads
     gallery = rng.integers(0, 500, size=n_gallery)
     queries = rng.integers(0, 520, size=rows)
     sim = with_ties(rng, rows, n_gallery, np.float32)

@@ -19,6 +19,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from tir.errors import UserError
+
 ENVIRONMENT = "TIR_CPU_MATMUL"
 
 
@@ -38,7 +40,7 @@ def numpy_blas_chosen() -> bool:
     if choice in ("torch", "numpy"):
         return choice == "numpy"
     if choice:
-        raise ValueError(f"{ENVIRONMENT}={choice!r}: expected 'torch' or 'numpy' (or unset for the automatic choice)")
+        raise UserError(f"{ENVIRONMENT}={choice!r} is not a choice: set it to 'torch' or 'numpy', or unset it for the automatic one")
     return _automatic_choice()
 
 

@@ -27,7 +27,7 @@ from numba import njit
 TILE = 4096  # scores per tile: in L1 while the top k and every hit read it
 BLOCK = 64  # scores per block whose count against the k-th best decides whether to look at them one by one
 WARM = 1024  # leading columns looked at one by one, where the k-th best still rises often
-MIN_ROWS_PER_THREAD_ELEMENTS = 1 << 20  # a chunk smaller than this per thread runs on the calling thread
+MIN_ELEMENTS_PER_THREAD = 1 << 20  # a chunk smaller than this per thread runs on the calling thread
 F32 = np.float32
 
 
@@ -146,7 +146,7 @@ def rank_rows(sim: torch.Tensor, hit_start: torch.Tensor, hit_cols: torch.Tensor
     ranks = np.zeros(len(cols), np.int64)
     top = np.zeros((n_rows, k), np.int64)
     finite = np.ones(n_rows, np.bool_)
-    threads = max(1, min(torch.get_num_threads(), n_rows, n_rows * n_gallery // MIN_ROWS_PER_THREAD_ELEMENTS))
+    threads = max(1, min(torch.get_num_threads(), n_rows, n_rows * n_gallery // MIN_ELEMENTS_PER_THREAD))
     bounds = np.linspace(0, n_rows, threads + 1).astype(np.int64)
     ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
     if threads == 1:
