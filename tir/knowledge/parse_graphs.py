@@ -192,11 +192,17 @@ def _part_folder(out: Path, options: dict[str, Any], manifest: Path, chunk_size:
     return out.parent / (prefix + key.hexdigest()[:16])
 
 
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Young garbage collections every :data:`_GC_YOUNG_THRESHOLD` allocations meanwhile."""
+def _collect_less_often() -> tuple[int, ...]:
+    """Young garbage collections every :data:`_GC_YOUNG_THRESHOLD` allocations from now; the thresholds before."""
     thresholds = gc.get_threshold()
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *thresholds[1:])
+    return thresholds
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """:func:`_collect_less_often` meanwhile."""
+    thresholds = _collect_less_often()
     try:
         yield
     finally:
@@ -208,7 +214,7 @@ def _start_worker(rows: pa.Table) -> None:
     slice of a table carries the whole table) and collect garbage less often (the process only parses)."""
     global _forked_rows
     _forked_rows = rows
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    _collect_less_often()
 
 
 def _parse_forked_chunk(args: tuple[str, dict[str, Any], int, int, Path]) -> int:

@@ -179,11 +179,11 @@ def rank_features(
     ``reranking``, each chunk is also ranked after re-scoring its top k (into ``reranking.ranks``). When
     ``similarity`` is the plain dot product of ``similarity_terms`` (``Method.similarity_terms``), the same
     scores are computed into memory reused from chunk to chunk (tir.training.term_scores)."""
-    n_queries = next(iter(text_features.values())).shape[0]
+    first_text = next(iter(text_features.values()))
+    n_queries, device = first_text.shape[0], first_text.device
     n_gallery = next(iter(image_features.values())).shape[0]
     chunk_size = chunk_size or default_chunk_size(n_gallery)
     query_pids = torch.as_tensor(query_pids)
-    device = next(iter(text_features.values())).device
     gallery = GalleryPids.of(gallery_pids, device)  # sorted once for every chunk
     accumulator = MetricAccumulator()
     buffered = (TermScores(similarity_terms, image_features) if similarity_terms and all(
