@@ -187,6 +187,15 @@ def test_fusion_ignores_padding_when_given_the_mask(fusion_type) -> None:
     assert not torch.allclose(fusion.fuse(text, image)[0, :4], fusion.fuse(changed, image)[0, :4])
 
 
+def test_fusion_only_encoder_fuses_and_refuses_mlm_logits() -> None:
+    fusion = FusionEncoder(16, None, depth=1).eval()
+    text, image = torch.randn(2, 6, 16), torch.randn(2, 5, 16)
+    assert fusion.fuse(text, image).shape == (2, 6, 16)
+    assert not any(name.startswith("head") for name, _ in fusion.named_parameters())
+    with pytest.raises(TypeError, match="fuse"):
+        fusion(text, image)
+
+
 # ----------------------------------------------------------------------------- matching head
 def test_match_logit_depends_on_the_caption_even_when_every_image_token_is_the_same() -> None:
     method = tiny_cfack().eval()
