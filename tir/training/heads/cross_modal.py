@@ -21,9 +21,10 @@ def vocabulary_head(dim: int, vocab_size: int) -> nn.Sequential:
 
 
 class FusedMLM(nn.Module, abc.ABC):
-    """A fusion of text with image tokens (``fuse``) followed by an MLM ``head`` over the vocabulary."""
+    """A fusion of text with image tokens (``fuse``) followed by an MLM ``head`` over the vocabulary
+    (None: a fusion-only module, whose ``forward`` refuses and says to call ``fuse``)."""
 
-    head: nn.Module
+    head: nn.Module | None
 
     @abc.abstractmethod
     def fuse(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor, text_padding: torch.Tensor | None = None) -> torch.Tensor:
@@ -37,6 +38,8 @@ class FusedMLM(nn.Module, abc.ABC):
         text_padding: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """MLM logits [B, Lt, vocab_size], or [n, vocab_size] for the ``rows`` of the flattened positions."""
+        if self.head is None:
+            raise TypeError(f"this {type(self).__name__} was built without a vocabulary head (vocab_size=None): call fuse()")
         x = self.fuse(text_tokens, image_tokens, text_padding)
         return self.head(x if rows is None else x.flatten(0, 1)[rows])
 

@@ -39,18 +39,6 @@ class FusionEncoder(FusedMLM):
             x = layer(x, image, tgt_key_padding_mask=text_padding)
         return self.ln_post(x)
 
-    def forward(
-        self,
-        text_tokens: torch.Tensor,
-        image_tokens: torch.Tensor,
-        rows: torch.Tensor | None = None,
-        text_padding: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """MLM logits as ``FusedMLM.forward``; a fusion-only encoder (no ``vocab_size``) has none, use ``fuse``."""
-        if self.head is None:
-            raise TypeError("this FusionEncoder was built without a vocabulary head (vocab_size=None): call fuse()")
-        return super().forward(text_tokens, image_tokens, rows, text_padding)
-
 
 def matching_head(dim: int) -> nn.Sequential:
     """X2-VLM's 2-way matching head on a fused token: Linear(D, 2D), LayerNorm, GELU, Linear(2D, 2)."""
