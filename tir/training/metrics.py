@@ -224,11 +224,12 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
     n_queries, n_gallery = sim.shape
     k = min(top_k, n_gallery)
     hit_rows, hit_cols = _hits(qp, gallery)
+    n_hits = torch.bincount(hit_rows, minlength=n_queries)
     if COMPILED_ON_CPU and sim.device.type == "cpu" and sim.dtype in (torch.float32, torch.float64):
         from tir.training.rank_kernel import rank_rows  # compiled on first use
 
         hit_start = torch.zeros(n_queries + 1, dtype=torch.int64)
-        torch.cumsum(torch.bincount(hit_rows, minlength=n_queries), 0, out=hit_start[1:])
+        torch.cumsum(n_hits, 0, out=hit_start[1:])
         top, hit_rank, finite = rank_rows(sim, hit_start, hit_cols, k)
         if not finite:
             raise ValueError(NAN_SIMILARITY)
@@ -237,7 +238,6 @@ def rank_chunk(similarity: ArrayLike, query_pids: ArrayLike, gallery_pids: Array
         hit_rank = _hit_ranks(sim, hit_rows, hit_cols)
     by_rank = torch.argsort(hit_rows * (n_gallery + 1) + hit_rank)  # rows stay grouped, ranks ascend within a row
     rows, rank = hit_rows[by_rank], hit_rank[by_rank]
-    n_hits = torch.bincount(rows, minlength=n_queries)
     ends = n_hits.cumsum(0)  # one past each query's last hit in (rows, rank)
     starts = ends - n_hits
     ordinal = torch.arange(1, rows.numel() + 1, device=rows.device) - starts[rows]
