@@ -1,14 +1,14 @@
 """Dot products of feature rows (``a @ b.T``), the matrix product behind every test similarity.
 
 On CUDA, and on CPUs where torch's own BLAS is the right one, this is ``torch.mm``. torch's CPU wheels
-multiply through Intel's MKL, which takes slower code paths on other vendors' CPUs: on this project's AMD
-EPYC (Zen 3, 2 cores) numpy's OpenBLAS computes a 671 x 512 x 100,000 float32 product at 127-133 GFLOP/s
-where ``torch.mm`` reaches 63-95 (``benchmarks/eval.py`` prints both libraries' rate on a 4096^3 product). So on a non-Intel CPU, with torch on
-MKL and numpy on OpenBLAS, float32 and float64 products of CPU tensors go through numpy, on as many
-threads as torch uses (``torch.set_num_threads``); ``TIR_CPU_MATMUL=torch`` or ``=numpy`` overrides the
-choice. Both are exact float products summed in a different order, so scores may differ in the last bit
-between the two (as between any two BLAS libraries or devices); every similarity in tir goes through this
-function, so evaluation, validation and search agree with each other.
+multiply through Intel's MKL, which takes slower code paths on other vendors' CPUs: on this project's AMD EPYC
+(Zen 3, 2 cores) numpy's OpenBLAS computes a 671 x 512 x 100,000 float32 product at 127-133 GFLOP/s where
+``torch.mm`` reaches 63-95 (``benchmarks/eval.py`` prints both libraries' rate on a 4096^3 product). So on a
+non-Intel CPU, with torch on MKL and numpy on OpenBLAS, float32 and float64 products of CPU tensors go through
+numpy, on as many threads as torch uses (``torch.set_num_threads``); ``TIR_CPU_MATMUL=torch`` or ``=numpy``
+overrides the choice. Both are exact float products summed in a different order, so scores may differ in the
+last bit between the two (as between any two BLAS libraries or devices); every similarity in tir goes through
+this function, so evaluation, validation and search agree with each other.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 For a method whose ``similarity`` is ``sum_t w_t * text[t] @ image[t].T`` (``Method.similarity_terms``),
 ``TermScores`` gives the same float32 matrix for one chunk of queries at a time, written by
-``tir.training.dot`` (the methods' own product) into buffers kept from one chunk to the next. A fresh [chunk, gallery] result per chunk (512 MiB in
-evaluation) is new memory that the kernel must map and zero page by page: on a 2-core CPU about 15% on
-top of the matmul itself.
+``tir.training.dot`` (the methods' own product) into buffers kept from one chunk to the next. A fresh [chunk,
+gallery] result per chunk (512 MiB in evaluation) is new memory that the kernel must map and zero page by
+page: on a 2-core CPU about 15% on top of the matmul itself.
 
 The operations and their order are the methods' own (tests/test_term_scores.py checks them bit for bit):
 the terms' products summed in declaration order, and equal weights applied once to the sum (``(a + b) / 2``
